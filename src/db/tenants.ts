@@ -1,0 +1,90 @@
+import { eq, sql } from "drizzle-orm";
+import { generateSigningSecret } from "../delivery/sign.js";
+import { decryptSecret, encryptSecret } from "../domain/crypto.js";
+import type { Db } from "./client.js";
+import { tenants, watches } from "./schema.js";
+
+/** How long the secret before a rotation keeps signing webhooks beside the new one. */
+export const ROTATION_OVERLAP_MS = 24 * 60 * 60 * 1000;
+
+/** Creates the tenant on first use and (re)stores its API key, already encrypted, for the scheduler. */
+export function storeTenantKey(db: Db, tenantId: string, apiKeyEnc: string, now: number): void {
+  db.insert(tenants)
+    .values({ id: tenantId, apiKeyEnc, createdAt: now })
+    .onConflictDoUpdate({
+      target: tenants.id,
+      set: { apiKeyEnc: sql`coalesce(${tenants.apiKeyEnc}, excluded.api_key_enc)` },
+    })
+    .run();
+}
+
+export function tenantApiKey(db: Db, key: Buffer, tenantId: string): string | null {
+  const row = db
+    .select({ apiKeyEnc: tenants.apiKeyEnc })
+    .from(tenants)
+    .where(eq(tenants.id, tenantId))
+    .get();
+  return row?.apiKeyEnc ? decryptSecret(key, row.apiKeyEnc) : null;
+}
+
+/** The key is kept only while a watch needs it: forget it once the tenant has no active watch. */
+export function forgetKeyIfIdle(db: Db, tenantId: string): void {
+  db.update(tenants)
+    .set({ apiKeyEnc: null })
+    .where(
+      sql`${tenants.id} = ${tenantId} AND NOT EXISTS (SELECT 1 FROM ${watches} WHERE ${watches.tenantId} = ${tenantId} AND ${watches.status} = 'active')`,
+    )
+    .run();
+}
+
+export interface SigningSecrets {
+  current: string;
+  createdAt: number;
+  /** The pre-rotation secret while it is still within its overlap window. */
+  previous: string | null;
+}
+
+/** The tenant's signing secrets, creating the tenant and its first secret on first use. */
+export function signingSecrets(db: Db, key: Buffer, tenantId: string, now: number): SigningSecrets {
+  const row = db.select().from(tenants).where(eq(tenants.id, tenantId)).get();
+  if (row?.signingSecretEnc && row.signingSecretCreatedAt !== null) {
+    const previous =
+      row.previousSecretEnc && (row.previousSecretExpiresAt ?? 0) > now
+        ? decryptSecret(key, row.previousSecretEnc)
+        : null;
+    return {
+      current: decryptSecret(key, row.signingSecretEnc),
+      createdAt: row.signingSecretCreatedAt,
+      previous,
+    };
+  }
+  const secret = generateSigningSecret();
+  const values = { signingSecretEnc: encryptSecret(key, secret), signingSecretCreatedAt: now };
+  if (row) db.update(tenants).set(values).where(eq(tenants.id, tenantId)).run();
+  else
+    db.insert(tenants)
+      .values({ id: tenantId, createdAt: now, ...values })
+      .run();
+  return { current: secret, createdAt: now, previous: null };
+}
+
+/** A new secret; the old one keeps signing beside it for ROTATION_OVERLAP_MS. */
+export function rotateSigningSecret(
+  db: Db,
+  key: Buffer,
+  tenantId: string,
+  now: number,
+): SigningSecrets {
+  const before = signingSecrets(db, key, tenantId, now);
+  const secret = generateSigningSecret();
+  db.update(tenants)
+    .set({
+      signingSecretEnc: encryptSecret(key, secret),
+      signingSecretCreatedAt: now,
+      previousSecretEnc: encryptSecret(key, before.current),
+      previousSecretExpiresAt: now + ROTATION_OVERLAP_MS,
+    })
+    .where(eq(tenants.id, tenantId))
+    .run();
+  return { current: secret, createdAt: now, previous: before.current };
+}

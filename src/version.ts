@@ -1,0 +1,8 @@
+import { readFileSync } from "node:fs";
+
+/** The package version, read once; it names us in `user-agent: taskhook/<version>`. */
+export const VERSION: string = (
+  JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
+    version: string;
+  }
+).version;
