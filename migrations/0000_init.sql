@@ -62,6 +62,7 @@ CREATE TABLE `poll_targets` (
 	`queue_position` integer,
 	`estimated_completion_at` integer,
 	`next_poll_at` integer NOT NULL,
+	`due_at` integer NOT NULL,
 	`lease_until` integer,
 	`last_polled_at` integer,
 	`fault_count` integer DEFAULT 0 NOT NULL,

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { parseEncryptionKey } from "./domain/crypto.js";
 import { parseDuration, parseDurationList } from "./domain/durations.js";
 
 /** The only reader of process.env. Every variable of SPEC §7, validated once, frozen. */
@@ -42,12 +43,21 @@ const duration = z.string().transform((v, ctx) => {
   }
 });
 
+// The same strict reading the key file gets: a value accepted here must never fail at start-up later.
 const encryptionKey = z
   .string()
   .trim()
-  .refine((v) => Buffer.from(v, "base64").length === 32 && /^[A-Za-z0-9+/]+={0,2}$/.test(v), {
-    message: "must be 32 bytes, base64-encoded (openssl rand -base64 32)",
-  });
+  .refine(
+    (v) => {
+      try {
+        parseEncryptionKey(v);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    { message: "must be 32 bytes, base64-encoded (openssl rand -base64 32)" },
+  );
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 

@@ -25,17 +25,25 @@ export function resolveEncryptionKey(
     };
   }
   const file = join(dirname(databaseUrl), "encryption.key");
-  if (existsSync(file)) {
-    return {
-      key: parseEncryptionKey(readFileSync(file, "utf8")),
-      warning: `ENCRYPTION_KEY unset: using the key kept in ${file}; set ENCRYPTION_KEY in production`,
-    };
-  }
+  if (existsSync(file)) return keptKey(file);
   mkdirSync(dirname(file), { recursive: true });
   const key = randomBytes(32);
-  writeFileSync(file, `${key.toString("base64")}\n`, { mode: 0o600, flag: "wx" });
+  try {
+    writeFileSync(file, `${key.toString("base64")}\n`, { mode: 0o600, flag: "wx" });
+  } catch (err) {
+    // A second process starting at the same moment wrote it first: both must use that one.
+    if ((err as NodeJS.ErrnoException).code === "EEXIST") return keptKey(file);
+    throw err;
+  }
   return {
     key,
     warning: `ENCRYPTION_KEY unset: generated one and kept it in ${file} (mode 0600); back it up or set ENCRYPTION_KEY`,
+  };
+}
+
+function keptKey(file: string): ResolvedKey {
+  return {
+    key: parseEncryptionKey(readFileSync(file, "utf8")),
+    warning: `ENCRYPTION_KEY unset: using the key kept in ${file}; set ENCRYPTION_KEY in production`,
   };
 }

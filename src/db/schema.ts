@@ -36,8 +36,13 @@ export const pollTargets = sqliteTable(
     queuePosition: integer("queue_position"),
     /** Remembered after the task leaves the queue: the interval policy still aims at it. */
     estimatedCompletionAt: integer("estimated_completion_at"),
-    /** When the next poll is due. A claim moves it forward by the lease, so a crash never strands it. */
+    /**
+     * Not before: when the target may next be claimed. A claim moves it past the lease (so a crash
+     * never strands it); a busy key's budget moves it to the key's next free slot.
+     */
     nextPollAt: integer("next_poll_at").notNull(),
+    /** When the interval policy wanted the next poll: claims go oldest due first, lateness counts from it. */
+    dueAt: integer("due_at").notNull(),
     /** Set while a poll is in flight; an expired lease means its process died. */
     leaseUntil: integer("lease_until"),
     lastPolledAt: integer("last_polled_at"),

@@ -21,11 +21,12 @@ export function readStats(db: Db, now: number): DbStats {
     .all();
   for (const r of rows) byStatus[r.status] = r.n;
 
+  const notInFlight = sql`(${pollTargets.leaseUntil} IS NULL OR ${pollTargets.leaseUntil} <= ${now})`;
   const targets = db
     .select({
       active: sql<number>`count(*)`,
-      due: sql<number>`coalesce(sum(${pollTargets.nextPollAt} <= ${now}), 0)`,
-      overdue: sql<number>`coalesce(sum(${pollTargets.nextPollAt} <= ${now - OVERDUE_AFTER_MS}), 0)`,
+      due: sql<number>`coalesce(sum(${pollTargets.dueAt} <= ${now} AND ${notInFlight}), 0)`,
+      overdue: sql<number>`coalesce(sum(${pollTargets.dueAt} <= ${now - OVERDUE_AFTER_MS} AND ${notInFlight}), 0)`,
     })
     .from(pollTargets)
     .where(sql`${pollTargets.active} = 1`)

@@ -123,7 +123,7 @@ function wakeTarget(
   if (!target) {
     const [created] = db
       .insert(pollTargets)
-      .values({ tenantId, taskId, active: true, nextPollAt: now, createdAt: now })
+      .values({ tenantId, taskId, active: true, nextPollAt: now, dueAt: now, createdAt: now })
       .returning()
       .all();
     if (!created) throw new Error("poll target insert returned nothing");
@@ -139,8 +139,15 @@ function wakeTarget(
   const earliest = Math.max(now, (target.lastPolledAt ?? 0) + minIntervalMs);
   const nextPollAt = target.active ? Math.min(target.nextPollAt, earliest) : earliest;
   const woken = target.active
-    ? { nextPollAt }
-    : { active: true, nextPollAt, faultCount: 0, rejectCode: null, rejectCount: 0 };
+    ? { nextPollAt, dueAt: Math.min(target.dueAt, nextPollAt) }
+    : {
+        active: true,
+        nextPollAt,
+        dueAt: nextPollAt,
+        faultCount: 0,
+        rejectCode: null,
+        rejectCount: 0,
+      };
   db.update(pollTargets).set(woken).where(eq(pollTargets.id, target.id)).run();
   return { ...target, ...woken };
 }

@@ -2,14 +2,15 @@ import { randomUUID } from "node:crypto";
 import { swaggerUI } from "@hono/swagger-ui";
 import { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import type { ZodError } from "zod";
 import { VERSION } from "../version.js";
 import { adminAuth, tenantAuth } from "./auth.js";
+import { bodyLimit } from "./body-limit.js";
 import type { AppDeps, AppEnv } from "./context.js";
 import { ApiError } from "./errors.js";
 import { registerAdminRoutes } from "./routes/admin.js";
+import { registerDeliveryRoutes } from "./routes/deliveries.js";
 import { registerEventRoutes } from "./routes/events.js";
 import { registerOpsRoutes } from "./routes/ops.js";
 import { registerSigningSecretRoutes } from "./routes/signing-secret.js";
@@ -76,15 +77,7 @@ export function createApp(deps: AppDeps) {
     );
   });
 
-  app.use(
-    "*",
-    bodyLimit({
-      maxSize: MAX_BODY_BYTES,
-      onError: () => {
-        throw new ApiError("PAYLOAD_TOO_LARGE", "request body is over 64 KiB");
-      },
-    }),
-  );
+  app.use("*", bodyLimit(MAX_BODY_BYTES));
 
   app.onError((err, c) => {
     const apiError = toApiError(err, c);
@@ -100,6 +93,7 @@ export function createApp(deps: AppDeps) {
 
   registerWatchRoutes(app);
   registerEventRoutes(app);
+  registerDeliveryRoutes(app);
   registerSigningSecretRoutes(app);
   registerAdminRoutes(app);
   registerOpsRoutes(app);

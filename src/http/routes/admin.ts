@@ -17,6 +17,7 @@ import {
   WatchStatusSchema,
 } from "../schemas.js";
 import { watchView } from "../views.js";
+import { ReplayedSchema } from "./deliveries.js";
 
 const WATCH_ID = /^wch_[0-9A-HJKMNP-TV-Z]{26}$/;
 const DELIVERY_ID = /^dlv_[0-9A-HJKMNP-TV-Z]{26}$/;
@@ -126,7 +127,7 @@ const retryRoute = createRoute({
   responses: {
     202: {
       content: {
-        "application/json": { schema: z.object({ id: z.string(), status: z.literal("pending") }) },
+        "application/json": { schema: ReplayedSchema },
       },
       description: "Queued",
     },

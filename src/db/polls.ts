@@ -1,0 +1,87 @@
+import { and, eq, sql } from "drizzle-orm";
+import type { Db } from "./client.js";
+import { type PollTarget, pollTargets, watches } from "./schema.js";
+
+export type DueTarget = Pick<
+  PollTarget,
+  "id" | "tenantId" | "taskId" | "dueAt" | "lastPolledAt" | "taskStatus"
+>;
+
+/**
+ * The scheduler's hot statements, prepared once. The due query walks the partial index
+ * `poll_targets_due` (active = 1, by next_poll_at) over the targets that may be claimed now and
+ * takes the oldest due first: a tick costs O(due now), not O(watches).
+ */
+export function pollStatements(db: Db) {
+  const due = db
+    .select({
+      id: pollTargets.id,
+      tenantId: pollTargets.tenantId,
+      taskId: pollTargets.taskId,
+      dueAt: pollTargets.dueAt,
+      lastPolledAt: pollTargets.lastPolledAt,
+      taskStatus: pollTargets.taskStatus,
+    })
+    .from(pollTargets)
+    .where(
+      sql`${pollTargets.active} = 1 AND ${pollTargets.nextPollAt} <= ${sql.placeholder("now")}`,
+    )
+    .orderBy(pollTargets.dueAt)
+    .limit(sql.placeholder("limit"))
+    .prepare();
+
+  const lease = db
+    .update(pollTargets)
+    .set({
+      leaseUntil: sql`${sql.placeholder("leaseUntil")}`,
+      nextPollAt: sql`${sql.placeholder("leaseUntil")}`,
+      lastPolledAt: sql`${sql.placeholder("now")}`,
+    })
+    .where(eq(pollTargets.id, sql.placeholder("id")))
+    .prepare();
+
+  const defer = db
+    .update(pollTargets)
+    .set({ nextPollAt: sql`${sql.placeholder("at")}` })
+    .where(eq(pollTargets.id, sql.placeholder("id")))
+    .prepare();
+
+  const byId = db
+    .select()
+    .from(pollTargets)
+    .where(eq(pollTargets.id, sql.placeholder("id")))
+    .prepare();
+
+  const activeWatches = db
+    .select()
+    .from(watches)
+    .where(and(eq(watches.pollTargetId, sql.placeholder("id")), sql`${watches.status} = 'active'`))
+    .orderBy(watches.id)
+    .prepare();
+
+  const earliestDue = db
+    .select({ at: sql<number | null>`min(${pollTargets.nextPollAt})` })
+    .from(pollTargets)
+    .where(sql`${pollTargets.active} = 1`)
+    .prepare();
+
+  return {
+    due: (now: number, limit: number): DueTarget[] => due.all({ now, limit }),
+    /** Marks a target in flight: due again only after the lease, should this process die. */
+    lease: (id: number, now: number, leaseUntil: number) => lease.run({ id, now, leaseUntil }),
+    defer: (id: number, at: number) => defer.run({ id, at }),
+    byId: (id: number): PollTarget | undefined => byId.get({ id }),
+    activeWatches: (targetId: number) => activeWatches.all({ id: targetId }),
+    earliestDue: (): number | null => earliestDue.get()?.at ?? null,
+  };
+}
+
+export type PollStatements = ReturnType<typeof pollStatements>;
+
+/** The next poll time set by the interval policy: due then, and claimable then. */
+export const pollAt = (at: number) => ({ nextPollAt: at, dueAt: at });
+
+/** Writes the outcome fields of a poll (not the status: that is the caller's business). */
+export function updateTarget(db: Db, id: number, values: Partial<PollTarget>): void {
+  db.update(pollTargets).set(values).where(eq(pollTargets.id, id)).run();
+}

@@ -1,0 +1,300 @@
+import { randomUUID } from "node:crypto";
+import type { Clock } from "../clock.js";
+import { type Db, transaction } from "../db/client.js";
+import { acquireLease, releaseLease } from "../db/leases.js";
+import { type DueTarget, pollStatements, updateTarget } from "../db/polls.js";
+import { tenantApiKey } from "../db/tenants.js";
+import type { Logger } from "../log.js";
+import { Loop } from "../loop.js";
+import type { Metrics } from "../metrics.js";
+import { backoffDelay } from "./backoff.js";
+import { RateWindow } from "./rate-window.js";
+import { RecentCounter } from "./recent.js";
+import { expireWatches, type PollOutcome, recordOutcomes } from "./record.js";
+import { outcomeOf, type UpstreamClient } from "./upstream.js";
+
+export interface SchedulerOptions {
+  minIntervalMs: number;
+  maxIntervalMs: number;
+  rps: number;
+  rpsPerKey: number;
+  concurrency: number;
+  timeoutMs: number;
+  batchSize: number;
+}
+
+export interface SchedulerDeps {
+  db: Db;
+  clock: Clock;
+  logger: Logger;
+  metrics: Metrics;
+  upstream: UpstreamClient;
+  encryptionKey: Buffer;
+  options: SchedulerOptions;
+  random?: () => number;
+}
+
+/** The upstream counts arrivals, not our sends: a window a little over a second absorbs network jitter. */
+export const RATE_WINDOW_MS = 1050;
+export const LEASE_NAME = "scheduler";
+export const LEASE_TTL_MS = 15_000;
+/** Longest sleep between ticks: expiry and the leader lease are checked at least this often. */
+const MAX_IDLE_MS = 1000;
+
+/**
+ * The one central poller. Each tick: record finished polls, expire watches, claim due targets in
+ * one indexed query (at most `batchSize`), send as many as the budgets allow (oldest due first) and
+ * push the rest of a busy key to the times its budget frees. Only the holder of the database's
+ * scheduler lease polls; a second process stands by and takes over when the lease expires.
+ */
+export class Scheduler {
+  readonly recent = new RecentCounter();
+  private readonly stmts;
+  private readonly global: RateWindow;
+  private readonly perKey = new Map<string, RateWindow>();
+  /** Per key: the next free slot handed to a deferred target, so deferred targets keep their order. */
+  private readonly keySlot = new Map<string, number>();
+  /** Per key after a 429: silent until, and how many 429s in a row (backoff without Retry-After). */
+  private readonly silence = new Map<string, { until: number; strikes: number }>();
+  private readonly keys = new Map<string, { apiKey: string; at: number }>();
+  private readonly inFlight = new Set<Promise<void>>();
+  private finished: PollOutcome[] = [];
+  private readonly holder = randomUUID();
+  private leader = false;
+  private leaseCheckedAt = -Infinity;
+  private readonly random: () => number;
+  private readonly loop: Loop;
+
+  constructor(private readonly deps: SchedulerDeps) {
+    this.stmts = pollStatements(deps.db);
+    this.global = new RateWindow(deps.options.rps, RATE_WINDOW_MS);
+    this.random = deps.random ?? Math.random;
+    this.loop = new Loop({
+      name: "scheduler",
+      logger: deps.logger,
+      tick: () => this.tick(),
+      onError: () => deps.metrics.loopErrors.inc({ loop: "scheduler" }),
+      maxIdleMs: MAX_IDLE_MS,
+    });
+  }
+
+  start(): void {
+    this.loop.start();
+  }
+
+  /** Stops claiming, lets in-flight polls finish (bounded by the upstream time-out), records them. */
+  async stop(): Promise<void> {
+    await this.loop.stop();
+    await this.idle();
+    if (this.leader) releaseLease(this.deps.db, LEASE_NAME, this.holder);
+    this.leader = false;
+  }
+
+  /** Wake the loop now (a new registration is due at once). */
+  notify(): void {
+    this.loop.notify();
+  }
+
+  get running(): boolean {
+    return this.loop.running;
+  }
+
+  get isLeader(): boolean {
+    return this.leader;
+  }
+
+  /** Waits for every poll in flight and records them (tests, shutdown). */
+  async idle(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.all([...this.inFlight]);
+    this.flush();
+  }
+
+  /** One iteration; returns how long the loop may sleep before the next. */
+  async tick(): Promise<number> {
+    const now = this.deps.clock.now();
+    if (!this.holdsLease(now)) return LEASE_TTL_MS / 3;
+    this.flush();
+    this.expire(now);
+
+    const { concurrency, batchSize } = this.deps.options;
+    if (this.inFlight.size >= concurrency) return MAX_IDLE_MS; // a completion wakes us
+    if (this.global.nextFreeAt(now) > now) return this.global.nextFreeAt(now) - now;
+
+    const rows = this.stmts.due(now, batchSize);
+    const send: DueTarget[] = [];
+    const defer: Array<{ id: number; at: number }> = [];
+    let blocked = false;
+    for (const row of rows) {
+      if (this.inFlight.size + send.length >= concurrency || this.global.nextFreeAt(now) > now) {
+        blocked = true;
+        break;
+      }
+      const wait = this.keyWait(row.tenantId, now);
+      if (wait !== null) {
+        defer.push({ id: row.id, at: wait });
+        continue;
+      }
+      this.global.tryAcquire(now);
+      send.push(row);
+    }
+
+    const leaseUntil = now + this.deps.options.timeoutMs + 5000;
+    transaction(this.deps.db, () => {
+      for (const row of send) this.stmts.lease(row.id, now, leaseUntil);
+      for (const d of defer) this.stmts.defer(d.id, d.at);
+    });
+    for (const row of send) {
+      this.deps.metrics.pollLateness.observe(Math.max(0, now - row.dueAt) / 1000);
+      this.dispatch(row, now);
+    }
+
+    if (blocked) return Math.max(1, this.global.nextFreeAt(now) - now);
+    if (rows.length === batchSize) return 0;
+    const earliest = this.stmts.earliestDue();
+    return earliest === null ? MAX_IDLE_MS : Math.min(MAX_IDLE_MS, Math.max(0, earliest - now));
+  }
+
+  /** null when the key may send now (and takes its token); else when its target should be retried. */
+  private keyWait(tenantId: string, now: number): number | null {
+    const silent = this.silence.get(tenantId);
+    if (silent && silent.until > now) return this.nextSlot(tenantId, silent.until);
+    let window = this.perKey.get(tenantId);
+    if (!window) {
+      window = new RateWindow(this.deps.options.rpsPerKey, RATE_WINDOW_MS);
+      this.perKey.set(tenantId, window);
+    }
+    if (window.tryAcquire(now)) return null;
+    return this.nextSlot(tenantId, window.nextFreeAt(now));
+  }
+
+  private nextSlot(tenantId: string, earliest: number): number {
+    const slot = Math.max(earliest, this.keySlot.get(tenantId) ?? 0);
+    this.keySlot.set(tenantId, slot + Math.ceil(RATE_WINDOW_MS / this.deps.options.rpsPerKey));
+    return slot;
+  }
+
+  private dispatch(row: DueTarget, sentAt: number): void {
+    const apiKey = this.apiKey(row.tenantId, sentAt);
+    if (apiKey === null) {
+      // No key means no active watch needs this target any more: stop polling it.
+      updateTarget(this.deps.db, row.id, { active: false, leaseUntil: null });
+      return;
+    }
+    const started = performance.now();
+    const poll = this.deps.upstream.getTask(row.taskId, apiKey, sentAt).then((result) => {
+      const outcome = outcomeOf(result);
+      this.deps.metrics.upstreamRequests.inc({ outcome });
+      this.deps.metrics.upstreamLatency.observe((performance.now() - started) / 1000);
+      this.recent.add(this.deps.clock.now(), outcome !== "2xx");
+      const done: PollOutcome = { targetId: row.id, sentAt, result };
+      if (result.kind === "rate_limited")
+        done.silencedUntil = this.silenceKey(row.tenantId, result.retryAfterMs);
+      else if (result.kind === "ok") this.silence.delete(row.tenantId);
+      if (result.kind === "fault") {
+        this.deps.logger.warn(
+          { taskId: row.taskId, outcome, error: result.message },
+          "upstream fault",
+        );
+      }
+      this.finished.push(done);
+    });
+    const tracked = poll.finally(() => {
+      this.inFlight.delete(tracked);
+      this.loop.notify();
+    });
+    this.inFlight.add(tracked);
+  }
+
+  /** A 429 silences the key until Retry-After, or an exponential backoff when it gives none. */
+  private silenceKey(tenantId: string, retryAfterMs: number | null): number {
+    const now = this.deps.clock.now();
+    const strikes = (this.silence.get(tenantId)?.strikes ?? 0) + 1;
+    const wait =
+      retryAfterMs ??
+      backoffDelay(strikes, { baseMs: 1000, capMs: 5 * 60 * 1000, floorMs: 1000 }, this.random);
+    const until = Math.max(this.silence.get(tenantId)?.until ?? 0, now + wait);
+    this.silence.set(tenantId, { until, strikes });
+    this.deps.logger.warn(
+      { tenant: tenantId.slice(0, 12), waitMs: until - now },
+      "upstream 429: key silenced",
+    );
+    return until;
+  }
+
+  private apiKey(tenantId: string, now: number): string | null {
+    const cached = this.keys.get(tenantId);
+    if (cached && now - cached.at < 60_000) return cached.apiKey;
+    const apiKey = tenantApiKey(this.deps.db, this.deps.encryptionKey, tenantId);
+    if (apiKey === null) this.keys.delete(tenantId);
+    else this.keys.set(tenantId, { apiKey, at: now });
+    return apiKey;
+  }
+
+  /** Records every finished poll in one transaction; on a database error they wait for the next tick. */
+  private flush(): void {
+    if (this.finished.length === 0) return;
+    const batch = this.finished;
+    const now = this.deps.clock.now();
+    const summary = transaction(this.deps.db, () =>
+      recordOutcomes(
+        {
+          db: this.deps.db,
+          stmts: this.stmts,
+          now,
+          bounds: {
+            minMs: this.deps.options.minIntervalMs,
+            maxMs: this.deps.options.maxIntervalMs,
+          },
+          random: this.random,
+        },
+        batch,
+      ),
+    );
+    this.finished = [];
+    this.count(summary.events, summary.backwards);
+  }
+
+  private expire(now: number): void {
+    const summary = transaction(this.deps.db, () =>
+      expireWatches(
+        {
+          db: this.deps.db,
+          stmts: this.stmts,
+          now,
+          bounds: {
+            minMs: this.deps.options.minIntervalMs,
+            maxMs: this.deps.options.maxIntervalMs,
+          },
+          random: this.random,
+        },
+        this.deps.options.batchSize,
+      ),
+    );
+    this.count(summary.events, 0);
+  }
+
+  private count(events: readonly string[], backwards: number): void {
+    for (const type of events) this.deps.metrics.eventsCreated.inc({ type });
+    if (backwards > 0) {
+      this.deps.metrics.backwardsAnswers.inc(backwards);
+      this.deps.logger.warn(
+        { count: backwards },
+        "upstream answered a status behind the one recorded: ignored",
+      );
+    }
+  }
+
+  private holdsLease(now: number): boolean {
+    if (now - this.leaseCheckedAt < LEASE_TTL_MS / 3) return this.leader;
+    const was = this.leader;
+    this.leader = acquireLease(this.deps.db, LEASE_NAME, this.holder, now, LEASE_TTL_MS);
+    this.leaseCheckedAt = now;
+    if (this.leader !== was) {
+      this.deps.logger.info(
+        { leader: this.leader },
+        this.leader ? "scheduler lease taken: polling" : "scheduler lease lost: standing by",
+      );
+    }
+    return this.leader;
+  }
+}
