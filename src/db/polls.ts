@@ -46,6 +46,12 @@ export function pollStatements(db: Db) {
     .where(eq(pollTargets.id, sql.placeholder("id")))
     .prepare();
 
+  const release = db
+    .update(pollTargets)
+    .set({ leaseUntil: null, nextPollAt: sql`${pollTargets.dueAt}` })
+    .where(eq(pollTargets.id, sql.placeholder("id")))
+    .prepare();
+
   const byId = db
     .select()
     .from(pollTargets)
@@ -70,6 +76,8 @@ export function pollStatements(db: Db) {
     /** Marks a target in flight: due again only after the lease, should this process die. */
     lease: (id: number, now: number, leaseUntil: number) => lease.run({ id, now, leaseUntil }),
     defer: (id: number, at: number) => defer.run({ id, at }),
+    /** Hands an in-flight target back: claimable again at once, still oldest due. */
+    release: (id: number) => release.run({ id }),
     byId: (id: number): PollTarget | undefined => byId.get({ id }),
     activeWatches: (targetId: number) => activeWatches.all({ id: targetId }),
     earliestDue: (): number | null => earliestDue.get()?.at ?? null,

@@ -1,7 +1,9 @@
 import type { Clock } from "../clock.js";
 import type { Config } from "../config.js";
 import type { Db } from "../db/client.js";
+import type { Sender } from "../delivery/sender.js";
 import type { Logger } from "../log.js";
+import type { Metrics } from "../metrics.js";
 
 /** Everything a handler may use, handed in by `createApp(deps)`: no module-level singletons. */
 export interface AppDeps {
@@ -15,6 +17,12 @@ export interface AppDeps {
   loops?: () => { scheduler: boolean; deliverer: boolean };
   /** Upstream requests and errors in the last minute, for /admin/stats. */
   upstreamLastMinute?: () => { requests: number; errors: number };
+  /** The Prometheus registry behind /metrics (absent: no /metrics figures beyond the database's). */
+  metrics?: Metrics;
+  /** Sends the signed `ping` of POST /v1/webhook-test (the deliverer's sender). */
+  sender: Sender;
+  /** Wakes the loops when the API creates work for them now (registration, replay). */
+  wake?: { scheduler(): void; deliverer(): void };
 }
 
 export interface Tenant {

@@ -4,8 +4,8 @@ import { appendEvent, dueExpiries } from "../db/outbox.js";
 import { type PollStatements, pollAt, updateTarget } from "../db/polls.js";
 import { type PollTarget, type Watch, watches } from "../db/schema.js";
 import { endWatches } from "../db/watches.js";
+import { backoffDelay } from "../domain/backoff.js";
 import { isForward, isTerminal, type TaskStatus } from "../domain/events.js";
-import { backoffDelay } from "./backoff.js";
 import { type IntervalBounds, nextPollDelay } from "./interval.js";
 import type { PollResult, TaskAnswer } from "./upstream.js";
 

@@ -4,10 +4,10 @@ import { type Db, transaction } from "../db/client.js";
 import { acquireLease, releaseLease } from "../db/leases.js";
 import { type DueTarget, pollStatements, updateTarget } from "../db/polls.js";
 import { tenantApiKey } from "../db/tenants.js";
+import { backoffDelay } from "../domain/backoff.js";
 import type { Logger } from "../log.js";
 import { Loop } from "../loop.js";
 import type { Metrics } from "../metrics.js";
-import { backoffDelay } from "./backoff.js";
 import { RateWindow } from "./rate-window.js";
 import { RecentCounter } from "./recent.js";
 import { expireWatches, type PollOutcome, recordOutcomes } from "./record.js";
@@ -58,6 +58,7 @@ export class Scheduler {
   private readonly silence = new Map<string, { until: number; strikes: number }>();
   private readonly keys = new Map<string, { apiKey: string; at: number }>();
   private readonly inFlight = new Set<Promise<void>>();
+  private readonly inFlightTargets = new Set<number>();
   private finished: PollOutcome[] = [];
   private readonly holder = randomUUID();
   private leader = false;
@@ -101,6 +102,21 @@ export class Scheduler {
 
   get isLeader(): boolean {
     return this.leader;
+  }
+
+  /**
+   * Shutdown past its grace period: the polls still in flight are handed back (due again at once,
+   * for this process after a restart or for the next lease holder) instead of waiting out their lease.
+   */
+  release(): void {
+    this.flush();
+    const ids = [...this.inFlightTargets];
+    transaction(this.deps.db, () => {
+      for (const id of ids) this.stmts.release(id);
+    });
+    this.inFlightTargets.clear();
+    this.finished = [];
+    if (this.leader) releaseLease(this.deps.db, LEASE_NAME, this.holder);
   }
 
   /** Waits for every poll in flight and records them (tests, shutdown). */
@@ -198,8 +214,10 @@ export class Scheduler {
       }
       this.finished.push(done);
     });
+    this.inFlightTargets.add(row.id);
     const tracked = poll.finally(() => {
       this.inFlight.delete(tracked);
+      this.inFlightTargets.delete(row.id);
       this.loop.notify();
     });
     this.inFlight.add(tracked);

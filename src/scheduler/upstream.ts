@@ -1,6 +1,6 @@
 import { Agent, errors, request } from "undici";
 import { z } from "zod";
-import { parseRetryAfter } from "./backoff.js";
+import { parseRetryAfter } from "../domain/backoff.js";
 
 /** The upstream answer we rely on; everything else in it is kept verbatim and passed through. */
 const TaskAnswerSchema = z.looseObject({

@@ -3,6 +3,7 @@ import { Writable } from "node:stream";
 import { ManualClock } from "../../src/clock.js";
 import { type Config, loadConfig } from "../../src/config.js";
 import { type Db, openDatabase } from "../../src/db/client.js";
+import { createSender } from "../../src/delivery/sender.js";
 import { createApp } from "../../src/http/app.js";
 import type { AppDeps } from "../../src/http/context.js";
 import { createLogger, type Logger } from "../../src/log.js";
@@ -47,7 +48,11 @@ export function createTestContext(
   const db = openDatabase(dbPath);
   const clock = new ManualClock();
   const { logger, lines } = memoryLogger();
-  const deps: AppDeps = { db, config, clock, logger, encryptionKey: randomBytes(32) };
+  const sender = createSender({
+    timeoutMs: config.DELIVERY_TIMEOUT_MS,
+    allowPrivate: config.ALLOW_PRIVATE_CALLBACKS,
+  });
+  const deps: AppDeps = { db, config, clock, logger, encryptionKey: randomBytes(32), sender };
   const app = createApp(deps);
   const call: TestContext["call"] = async (method, path, options = {}) => {
     const headers: Record<string, string> = { ...options.headers };

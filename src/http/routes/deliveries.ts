@@ -1,8 +1,13 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
+import { transaction } from "../../db/client.js";
 import { replayDelivery } from "../../db/deliveries.js";
+import { signingSecrets } from "../../db/tenants.js";
+import { checkCallbackUrl } from "../../domain/callback-url.js";
+import { newId } from "../../domain/ids.js";
+import { webhookBody } from "../../domain/webhook-body.js";
 import type { AppEnv } from "../context.js";
-import { errorResponses, notFound, notFoundResponse } from "../errors.js";
-import { IdParam } from "../schemas.js";
+import { ApiError, errorResponses, notFound, notFoundResponse } from "../errors.js";
+import { AttemptSchema, CallbackUrlSchema, IdParam } from "../schemas.js";
 
 export const ReplayedSchema = z
   .object({ id: z.string(), status: z.literal("pending") })
@@ -12,7 +17,7 @@ const retry = createRoute({
   method: "post",
   path: "/v1/deliveries/{id}/retry",
   tags: ["events"],
-  summary: "Replay one of your deliveries now, with a fresh attempt count (same event id)",
+  summary: "Replay a delivery now with a fresh attempt count, whatever its state (same webhook-id)",
   security: [{ apiKey: [] }],
   request: { params: IdParam("dlv", "dlv_01JGZ3V5S8W9K2M4N6P8Q0R2T4") },
   responses: {
@@ -22,11 +27,96 @@ const retry = createRoute({
   },
 });
 
+const PingResult = z
+  .object({
+    event_id: z.string(),
+    attempt: AttemptSchema.extend({ response_body: z.string().nullable() }),
+  })
+  .openapi("WebhookTest");
+
+const webhookTest = createRoute({
+  method: "post",
+  path: "/v1/webhook-test",
+  tags: ["events"],
+  summary: "Send one signed `ping` to a URL now and see how it answered",
+  description: "Check your endpoint and your signature verification before you register watches.",
+  security: [{ apiKey: [] }],
+  request: {
+    body: {
+      content: {
+        "application/json": {
+          schema: z.strictObject({ callback_url: CallbackUrlSchema }).openapi("WebhookTestRequest"),
+        },
+      },
+      required: true,
+    },
+  },
+  responses: {
+    200: {
+      content: { "application/json": { schema: PingResult } },
+      description: "The attempt (sent even if it failed)",
+    },
+    ...errorResponses,
+  },
+});
+
 export function registerDeliveryRoutes(app: OpenAPIHono<AppEnv>) {
   app.openapi(retry, (c) => {
-    const { db, clock } = c.var.deps;
+    const { db, clock, wake } = c.var.deps;
     const { id } = c.req.valid("param");
     if (!replayDelivery(db, id, c.var.tenant.id, clock.now())) throw notFound("delivery");
+    wake?.deliverer();
     return c.json({ id, status: "pending" as const }, 202);
+  });
+
+  app.openapi(webhookTest, async (c) => {
+    const { db, clock, config, encryptionKey, sender } = c.var.deps;
+    const checked = checkCallbackUrl(c.req.valid("json").callback_url, {
+      allowPrivate: config.ALLOW_PRIVATE_CALLBACKS,
+      requireHttps: config.REQUIRE_HTTPS_CALLBACKS,
+    });
+    if (!checked.ok) {
+      throw new ApiError("VALIDATION_ERROR", checked.message, [
+        { path: "callback_url", message: checked.message },
+      ]);
+    }
+    const now = clock.now();
+    const secrets = transaction(db, () => signingSecrets(db, encryptionKey, c.var.tenant.id, now));
+    const eventId = newId("evt", now);
+    const body = webhookBody({
+      type: "ping",
+      eventId,
+      now,
+      watchId: null,
+      sequence: 0,
+      taskId: null,
+      status: null,
+      previousStatus: null,
+      task: null,
+      metadata: null,
+    });
+    const attempt = await sender.send(
+      {
+        url: checked.url,
+        id: eventId,
+        body: JSON.stringify(body),
+        secrets:
+          secrets.previous === null ? [secrets.current] : [secrets.current, secrets.previous],
+      },
+      now,
+    );
+    return c.json(
+      {
+        event_id: eventId,
+        attempt: {
+          at: new Date(attempt.at).toISOString(),
+          status_code: attempt.statusCode,
+          duration_ms: attempt.durationMs,
+          error: attempt.error,
+          response_body: attempt.responseBody,
+        },
+      },
+      200,
+    );
   });
 }

@@ -5,7 +5,7 @@ import {
   backoffDelay,
   parseRetryAfter,
   RETRY_AFTER_CAP_MS,
-} from "../../src/scheduler/backoff.js";
+} from "../../src/domain/backoff.js";
 
 const opts: BackoffOptions = { baseMs: 2_000, capMs: 300_000, floorMs: 5_000 };
 

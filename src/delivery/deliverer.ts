@@ -1,0 +1,210 @@
+import type { Clock } from "../clock.js";
+import { type Db, transaction } from "../db/client.js";
+import {
+  type DeliveryStatements,
+  type DueDelivery,
+  deliveryStatements,
+} from "../db/delivery-queue.js";
+import { signingSecrets } from "../db/tenants.js";
+import { endWatches } from "../db/watches.js";
+import type { Logger } from "../log.js";
+import { Loop } from "../loop.js";
+import type { Metrics } from "../metrics.js";
+import { nextAttemptDelay } from "./retry.js";
+import type { Attempt, Sender } from "./sender.js";
+
+export interface DelivererOptions {
+  concurrency: number;
+  timeoutMs: number;
+  /** Delays before each attempt, from the previous one (DELIVERY_RETRY_SCHEDULE). */
+  schedule: readonly number[];
+  batchSize?: number;
+}
+
+export interface DelivererDeps {
+  db: Db;
+  clock: Clock;
+  logger: Logger;
+  metrics: Metrics;
+  sender: Sender;
+  encryptionKey: Buffer;
+  options: DelivererOptions;
+  random?: () => number;
+}
+
+interface Finished {
+  delivery: DueDelivery;
+  attempt: Attempt;
+}
+
+const MAX_IDLE_MS = 1000;
+
+/**
+ * Sends the outbox. Each tick records finished attempts in one transaction, then claims due
+ * deliveries (in order per watch) up to the free concurrency, leases them past the time-out (so a
+ * crash sends them again, same `webhook-id`) and sends them. Success is a 2xx; 410 ends the watch;
+ * anything else is retried on the schedule until it runs out and the delivery is `failed`.
+ */
+export class Deliverer {
+  private readonly stmts: DeliveryStatements;
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly inFlightIds = new Set<string>();
+  private finished: Finished[] = [];
+  private readonly random: () => number;
+  private readonly loop: Loop;
+
+  constructor(private readonly deps: DelivererDeps) {
+    this.stmts = deliveryStatements(deps.db);
+    this.random = deps.random ?? Math.random;
+    this.loop = new Loop({
+      name: "deliverer",
+      logger: deps.logger,
+      tick: () => this.tick(),
+      onError: () => deps.metrics.loopErrors.inc({ loop: "deliverer" }),
+      maxIdleMs: MAX_IDLE_MS,
+    });
+  }
+
+  start(): void {
+    this.loop.start();
+  }
+
+  async stop(): Promise<void> {
+    await this.loop.stop();
+    await this.idle();
+  }
+
+  notify(): void {
+    this.loop.notify();
+  }
+
+  get running(): boolean {
+    return this.loop.running;
+  }
+
+  /** Shutdown past its grace period: attempts still in flight are due again at once after a restart. */
+  release(): void {
+    this.flush();
+    const ids = [...this.inFlightIds];
+    const now = this.deps.clock.now();
+    transaction(this.deps.db, () => {
+      for (const id of ids) this.stmts.release(id, now);
+    });
+    this.inFlightIds.clear();
+    this.finished = [];
+  }
+
+  /** Waits for every attempt in flight and records them (tests, shutdown). */
+  async idle(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.all([...this.inFlight]);
+    this.flush();
+  }
+
+  async tick(): Promise<number> {
+    this.flush();
+    const now = this.deps.clock.now();
+    const free = this.deps.options.concurrency - this.inFlight.size;
+    if (free <= 0) return MAX_IDLE_MS;
+    const limit = Math.min(free, this.deps.options.batchSize ?? 200);
+    const leaseUntil = now + this.deps.options.timeoutMs + 5000;
+    const claimed = transaction(this.deps.db, () => {
+      const rows = this.stmts.due(now, limit);
+      for (const row of rows) this.stmts.lease(row.id, leaseUntil);
+      return rows;
+    });
+    const secrets = new Map<string, string[]>();
+    for (const delivery of claimed) {
+      let tenantSecrets = secrets.get(delivery.tenantId);
+      if (!tenantSecrets) {
+        tenantSecrets = this.secretsOf(delivery.tenantId, now);
+        secrets.set(delivery.tenantId, tenantSecrets);
+      }
+      this.dispatch(delivery, tenantSecrets, now);
+    }
+    if (claimed.length === limit) return 0;
+    const earliest = this.stmts.earliestDue();
+    return earliest === null ? MAX_IDLE_MS : Math.min(MAX_IDLE_MS, Math.max(0, earliest - now));
+  }
+
+  private secretsOf(tenantId: string, now: number): string[] {
+    const s = transaction(this.deps.db, () =>
+      signingSecrets(this.deps.db, this.deps.encryptionKey, tenantId, now),
+    );
+    return s.previous === null ? [s.current] : [s.current, s.previous];
+  }
+
+  private dispatch(delivery: DueDelivery, secrets: string[], now: number): void {
+    const message = {
+      url: delivery.callbackUrl,
+      id: delivery.eventId,
+      body: delivery.payload,
+      secrets,
+    };
+    const attempt = this.deps.sender.send(message, now).then((result) => {
+      this.deps.metrics.deliveryLatency.observe(result.durationMs / 1000);
+      this.finished.push({ delivery, attempt: result });
+    });
+    this.inFlightIds.add(delivery.id);
+    const tracked = attempt.finally(() => {
+      this.inFlight.delete(tracked);
+      this.inFlightIds.delete(delivery.id);
+      this.loop.notify();
+    });
+    this.inFlight.add(tracked);
+  }
+
+  /** Records finished attempts and their deliveries' new state in one transaction. */
+  private flush(): void {
+    if (this.finished.length === 0) return;
+    const batch = this.finished;
+    const outcomes = transaction(this.deps.db, () => batch.map((f) => this.record(f)));
+    this.finished = [];
+    for (const outcome of outcomes) this.deps.metrics.deliveries.inc({ outcome });
+  }
+
+  private record({ delivery, attempt }: Finished): "delivered" | "retry" | "failed" | "gone" {
+    const { statusCode } = attempt;
+    this.stmts.insertAttempt({
+      deliveryId: delivery.id,
+      at: attempt.at,
+      durationMs: attempt.durationMs,
+      statusCode,
+      error: attempt.error,
+      responseBody: attempt.responseBody,
+    });
+    const base = { id: delivery.id, at: attempt.at, error: attempt.error, statusCode };
+    if (statusCode !== null && statusCode >= 200 && statusCode < 300) {
+      this.stmts.finish({ ...base, status: "delivered", nextAttemptAt: attempt.at });
+      return "delivered";
+    }
+    if (statusCode === 410) {
+      this.stmts.finish({ ...base, status: "failed", nextAttemptAt: attempt.at });
+      endWatches(
+        this.deps.db,
+        [delivery.watchId],
+        "failed",
+        "CALLBACK_GONE",
+        this.deps.clock.now(),
+      );
+      this.deps.logger.warn(
+        { watchId: delivery.watchId },
+        "callback answered 410 Gone: watch ended",
+      );
+      return "gone";
+    }
+    const delay = nextAttemptDelay(this.deps.options.schedule, delivery.attempts + 1, {
+      retryAfterMs: attempt.retryAfterMs,
+      random: this.random,
+    });
+    if (delay === null) {
+      this.stmts.finish({ ...base, status: "failed", nextAttemptAt: attempt.at });
+      this.deps.logger.warn(
+        { deliveryId: delivery.id, watchId: delivery.watchId, error: attempt.error },
+        "delivery failed for good after its last attempt",
+      );
+      return "failed";
+    }
+    this.stmts.finish({ ...base, status: "pending", nextAttemptAt: attempt.at + delay });
+    return "retry";
+  }
+}

@@ -1,0 +1,143 @@
+import { Agent, errors, request } from "undici";
+import { parseRetryAfter } from "../domain/backoff.js";
+import { VERSION } from "../version.js";
+import { createGuardedConnector, type LookupAll } from "./guard.js";
+import { webhookHeaders } from "./sign.js";
+
+/** The first bytes of a consumer's answer that are kept with the attempt. */
+export const RESPONSE_EXCERPT_BYTES = 1024;
+
+export interface Attempt {
+  at: number;
+  durationMs: number;
+  statusCode: number | null;
+  error: string | null;
+  responseBody: string | null;
+  /** From a 429 or 503: the consumer asks us to wait this long. */
+  retryAfterMs: number | null;
+}
+
+export interface WebhookMessage {
+  url: string;
+  /** The event id: `webhook-id`, the same on every attempt. */
+  id: string;
+  /** Sent byte for byte as signed. */
+  body: string;
+  /** Newest first; two during a rotation. */
+  secrets: readonly string[];
+}
+
+export interface Sender {
+  send(message: WebhookMessage, now: number): Promise<Attempt>;
+  close(): Promise<void>;
+}
+
+export interface SenderOptions {
+  timeoutMs: number;
+  allowPrivate: boolean;
+  connections?: number;
+  /** The resolver (tests make a name resolve to loopback); default `dns.lookup`. */
+  lookup?: LookupAll;
+}
+
+/**
+ * POSTs signed webhooks. The connector checks the address actually connected to (SPEC §6), so a
+ * name that resolves or re-resolves to a private address fails the attempt. Redirects are not
+ * followed: undici's `request` never follows them, and a 3xx is not a 2xx.
+ */
+export function createSender(opts: SenderOptions): Sender {
+  const agent = new Agent({
+    connections: opts.connections ?? 8,
+    keepAliveTimeout: 10_000,
+    headersTimeout: opts.timeoutMs,
+    bodyTimeout: opts.timeoutMs,
+    connect: createGuardedConnector({
+      allowPrivate: opts.allowPrivate,
+      timeoutMs: opts.timeoutMs,
+      ...(opts.lookup ? { lookup: opts.lookup } : {}),
+    }),
+  });
+  const userAgent = `taskhook/${VERSION}`;
+
+  async function send(message: WebhookMessage, now: number): Promise<Attempt> {
+    const started = performance.now();
+    const headers = webhookHeaders({
+      id: message.id,
+      timestampSec: Math.floor(now / 1000),
+      body: message.body,
+      secrets: message.secrets,
+      userAgent,
+    });
+    const elapsed = () => Math.round(performance.now() - started);
+    try {
+      const res = await request(message.url, {
+        method: "POST",
+        dispatcher: agent,
+        headers,
+        body: message.body,
+        signal: AbortSignal.timeout(opts.timeoutMs),
+      });
+      const responseBody = await readExcerpt(res.body);
+      const statusCode = res.statusCode;
+      const retryAfterMs =
+        statusCode === 429 || statusCode === 503
+          ? parseRetryAfter(res.headers["retry-after"], now)
+          : null;
+      const ok = statusCode >= 200 && statusCode < 300;
+      return {
+        at: now,
+        durationMs: elapsed(),
+        statusCode,
+        error: ok ? null : describeStatus(statusCode),
+        responseBody,
+        retryAfterMs,
+      };
+    } catch (err) {
+      return {
+        at: now,
+        durationMs: elapsed(),
+        statusCode: null,
+        error: describeError(err),
+        responseBody: null,
+        retryAfterMs: null,
+      };
+    }
+  }
+
+  return { send, close: () => agent.close() };
+}
+
+async function readExcerpt(body: AsyncIterable<Buffer> & { destroy(): unknown }): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    chunks.push(chunk);
+    size += chunk.length;
+    if (size >= RESPONSE_EXCERPT_BYTES) {
+      // Enough to show; don't read (or wait for) the rest of a large or endless answer.
+      body.destroy();
+      break;
+    }
+  }
+  return Buffer.concat(chunks).subarray(0, RESPONSE_EXCERPT_BYTES).toString("utf8");
+}
+
+function describeStatus(status: number): string {
+  if (status >= 300 && status < 400) return `HTTP ${status}: redirects are not followed`;
+  return `HTTP ${status}`;
+}
+
+function describeError(err: unknown): string {
+  const e = err as { name?: string; code?: string; message?: string };
+  if (
+    err instanceof errors.HeadersTimeoutError ||
+    err instanceof errors.BodyTimeoutError ||
+    err instanceof errors.ConnectTimeoutError ||
+    e.name === "TimeoutError" ||
+    e.name === "AbortError"
+  ) {
+    return "timeout: no answer within DELIVERY_TIMEOUT_MS";
+  }
+  const code = e.code ?? e.name ?? "error";
+  return `${code}: ${e.message ?? "request failed"}`;
+}
