@@ -1,4 +1,5 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import type { DbStats } from "./db/stats.js";
 
 /**
  * Prometheus metrics, one registry per instance (tests make many). Names follow the Prometheus
@@ -57,9 +58,49 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       labelNames: ["loop"] as const,
       registers: [registry],
     }),
-    gauge: (name: string, help: string, labelNames: string[] = []) =>
-      new Gauge({ name, help, labelNames, registers: [registry] }),
+    // Read from the database at scrape time (see `refreshDbGauges`): the same figures as /admin/stats.
+    watches: new Gauge({
+      name: "taskhook_watches",
+      help: "Watches by status",
+      labelNames: ["status"] as const,
+      registers: [registry],
+    }),
+    pollTargetsDue: new Gauge({
+      name: "taskhook_poll_targets_due",
+      help: "Active poll targets whose poll is due now",
+      registers: [registry],
+    }),
+    pollTargetsOverdue: new Gauge({
+      name: "taskhook_poll_targets_overdue",
+      help: "Active poll targets due for more than 5 s without a poll",
+      registers: [registry],
+    }),
+    outboxPending: new Gauge({
+      name: "taskhook_outbox_pending_deliveries",
+      help: "Deliveries waiting to be sent or retried",
+      registers: [registry],
+    }),
+    outboxFailed: new Gauge({
+      name: "taskhook_outbox_failed_deliveries",
+      help: "Deliveries that exhausted their retry schedule (replayable)",
+      registers: [registry],
+    }),
+    outboxOldestAge: new Gauge({
+      name: "taskhook_outbox_oldest_pending_age_seconds",
+      help: "Age of the oldest pending delivery (0 when none)",
+      registers: [registry],
+    }),
   };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/** Sets the database-backed gauges from one `readStats` reading. */
+export function refreshDbGauges(metrics: Metrics, stats: DbStats): void {
+  for (const [status, n] of Object.entries(stats.watches)) metrics.watches.set({ status }, n);
+  metrics.pollTargetsDue.set(stats.pollTargets.due);
+  metrics.pollTargetsOverdue.set(stats.pollTargets.overdue);
+  metrics.outboxPending.set(stats.deliveries.pending);
+  metrics.outboxFailed.set(stats.deliveries.failed);
+  metrics.outboxOldestAge.set((stats.deliveries.oldestPendingAgeMs ?? 0) / 1000);
+}

@@ -1,4 +1,4 @@
-import { eq, sql } from "drizzle-orm";
+import { and, eq, sql } from "drizzle-orm";
 import type { Db } from "./client.js";
 import { deliveries, deliveryAttempts, events } from "./schema.js";
 
@@ -48,10 +48,16 @@ export function deliveryStatements(db: Db) {
     .where(eq(deliveries.id, sql.placeholder("id")))
     .prepare();
 
+  // Fenced by the lease, like `finish`: a claim that has meanwhile passed to another deliverer is not ours.
   const release = db
     .update(deliveries)
     .set({ leaseUntil: null, nextAttemptAt: sql`${sql.placeholder("now")}` })
-    .where(eq(deliveries.id, sql.placeholder("id")))
+    .where(
+      and(
+        eq(deliveries.id, sql.placeholder("id")),
+        eq(deliveries.leaseUntil, sql.placeholder("leaseUntil")),
+      ),
+    )
     .prepare();
 
   const insertAttempt = db
@@ -78,7 +84,14 @@ export function deliveryStatements(db: Db) {
       lastStatusCode: sql`${sql.placeholder("statusCode")}`,
       updatedAt: sql`${sql.placeholder("at")}`,
     })
-    .where(eq(deliveries.id, sql.placeholder("id")))
+    // The lease is the fence: an attempt that outlived it (a stalled process whose delivery was
+    // claimed again, or replayed) must not overwrite the outcome of the claim that replaced it.
+    .where(
+      and(
+        eq(deliveries.id, sql.placeholder("id")),
+        eq(deliveries.leaseUntil, sql.placeholder("leaseUntil")),
+      ),
+    )
     .prepare();
 
   const earliestDue = db
@@ -90,7 +103,9 @@ export function deliveryStatements(db: Db) {
   return {
     due: (now: number, limit: number): DueDelivery[] => due.all({ now, limit }),
     lease: (id: string, leaseUntil: number) => lease.run({ id, leaseUntil }),
-    release: (id: string, now: number) => release.run({ id, now }),
+    /** Hands a claim back, due now; false when the lease is no longer this claim's. */
+    release: (id: string, leaseUntil: number, now: number): boolean =>
+      release.run({ id, leaseUntil, now }).changes > 0,
     insertAttempt: (a: {
       deliveryId: string;
       at: number;
@@ -99,15 +114,19 @@ export function deliveryStatements(db: Db) {
       error: string | null;
       responseBody: string | null;
     }) => insertAttempt.run(a),
-    /** Records an attempt's end: the delivery's new status and, if pending, its next attempt time. */
+    /**
+     * Records an attempt's end: the delivery's new status and, if pending, its next attempt time.
+     * False (and nothing changed) when the claim's lease has been taken over meanwhile.
+     */
     finish: (f: {
       id: string;
+      leaseUntil: number;
       status: "pending" | "delivered" | "failed";
       nextAttemptAt: number;
       at: number;
       error: string | null;
       statusCode: number | null;
-    }) => finish.run(f),
+    }): boolean => finish.run(f).changes > 0,
     earliestDue: (): number | null => earliestDue.get()?.at ?? null,
   };
 }

@@ -172,6 +172,7 @@ export interface WatchFilter {
   tenantPrefix?: string;
   status?: WatchStatus;
   taskId?: string;
+  /** The callback URL's host, with or without its port. */
   callbackHost?: string;
   /** Exclusive: only ids older than this (newest first paging). */
   before?: string;
@@ -189,8 +190,13 @@ export function listWatches(db: Db, filter: WatchFilter): { rows: WatchWithTask[
   }
   if (filter.status !== undefined) conditions.push(eq(watches.status, filter.status));
   if (filter.taskId !== undefined) conditions.push(eq(watches.taskId, filter.taskId));
-  if (filter.callbackHost !== undefined)
-    conditions.push(sql`${callbackHostSql} = ${filter.callbackHost}`);
+  if (filter.callbackHost !== undefined) {
+    // "example.com" also finds "example.com:8443": operators search by name, not by port.
+    const host = filter.callbackHost;
+    conditions.push(
+      sql`(${callbackHostSql} = ${host} OR substr(${callbackHostSql}, 1, ${host.length + 1}) = ${`${host}:`})`,
+    );
+  }
   if (filter.before !== undefined) conditions.push(lt(watches.id, filter.before));
   const rows = selectWatches(db)
     .where(and(...conditions))

@@ -34,6 +34,8 @@ export interface DelivererDeps {
 
 interface Finished {
   delivery: DueDelivery;
+  /** The claim's lease: the fence that tells whether the delivery is still ours to update. */
+  leaseUntil: number;
   attempt: Attempt;
 }
 
@@ -48,7 +50,8 @@ const MAX_IDLE_MS = 1000;
 export class Deliverer {
   private readonly stmts: DeliveryStatements;
   private readonly inFlight = new Set<Promise<void>>();
-  private readonly inFlightIds = new Set<string>();
+  /** Delivery id → its claim's lease. */
+  private readonly inFlightIds = new Map<string, number>();
   private finished: Finished[] = [];
   private readonly random: () => number;
   private readonly loop: Loop;
@@ -85,10 +88,10 @@ export class Deliverer {
   /** Shutdown past its grace period: attempts still in flight are due again at once after a restart. */
   release(): void {
     this.flush();
-    const ids = [...this.inFlightIds];
+    const claims = [...this.inFlightIds];
     const now = this.deps.clock.now();
     transaction(this.deps.db, () => {
-      for (const id of ids) this.stmts.release(id, now);
+      for (const [id, leaseUntil] of claims) this.stmts.release(id, leaseUntil, now);
     });
     this.inFlightIds.clear();
     this.finished = [];
@@ -119,7 +122,7 @@ export class Deliverer {
         tenantSecrets = this.secretsOf(delivery.tenantId, now);
         secrets.set(delivery.tenantId, tenantSecrets);
       }
-      this.dispatch(delivery, tenantSecrets, now);
+      this.dispatch(delivery, leaseUntil, tenantSecrets, now);
     }
     if (claimed.length === limit) return 0;
     const earliest = this.stmts.earliestDue();
@@ -133,7 +136,12 @@ export class Deliverer {
     return s.previous === null ? [s.current] : [s.current, s.previous];
   }
 
-  private dispatch(delivery: DueDelivery, secrets: string[], now: number): void {
+  private dispatch(
+    delivery: DueDelivery,
+    leaseUntil: number,
+    secrets: string[],
+    now: number,
+  ): void {
     const message = {
       url: delivery.callbackUrl,
       id: delivery.eventId,
@@ -142,9 +150,9 @@ export class Deliverer {
     };
     const attempt = this.deps.sender.send(message, now).then((result) => {
       this.deps.metrics.deliveryLatency.observe(result.durationMs / 1000);
-      this.finished.push({ delivery, attempt: result });
+      this.finished.push({ delivery, leaseUntil, attempt: result });
     });
-    this.inFlightIds.add(delivery.id);
+    this.inFlightIds.set(delivery.id, leaseUntil);
     const tracked = attempt.finally(() => {
       this.inFlight.delete(tracked);
       this.inFlightIds.delete(delivery.id);
@@ -162,7 +170,11 @@ export class Deliverer {
     for (const outcome of outcomes) this.deps.metrics.deliveries.inc({ outcome });
   }
 
-  private record({ delivery, attempt }: Finished): "delivered" | "retry" | "failed" | "gone" {
+  private record({
+    delivery,
+    leaseUntil,
+    attempt,
+  }: Finished): "delivered" | "retry" | "failed" | "gone" | "stale" {
     const { statusCode } = attempt;
     this.stmts.insertAttempt({
       deliveryId: delivery.id,
@@ -172,13 +184,15 @@ export class Deliverer {
       error: attempt.error,
       responseBody: attempt.responseBody,
     });
-    const base = { id: delivery.id, at: attempt.at, error: attempt.error, statusCode };
+    const base = { id: delivery.id, leaseUntil, at: attempt.at, error: attempt.error, statusCode };
     if (statusCode !== null && statusCode >= 200 && statusCode < 300) {
-      this.stmts.finish({ ...base, status: "delivered", nextAttemptAt: attempt.at });
-      return "delivered";
+      return this.stmts.finish({ ...base, status: "delivered", nextAttemptAt: attempt.at })
+        ? "delivered"
+        : this.stale(delivery);
     }
     if (statusCode === 410) {
-      this.stmts.finish({ ...base, status: "failed", nextAttemptAt: attempt.at });
+      if (!this.stmts.finish({ ...base, status: "failed", nextAttemptAt: attempt.at }))
+        return this.stale(delivery);
       endWatches(
         this.deps.db,
         [delivery.watchId],
@@ -197,14 +211,25 @@ export class Deliverer {
       random: this.random,
     });
     if (delay === null) {
-      this.stmts.finish({ ...base, status: "failed", nextAttemptAt: attempt.at });
+      if (!this.stmts.finish({ ...base, status: "failed", nextAttemptAt: attempt.at }))
+        return this.stale(delivery);
       this.deps.logger.warn(
         { deliveryId: delivery.id, watchId: delivery.watchId, error: attempt.error },
         "delivery failed for good after its last attempt",
       );
       return "failed";
     }
-    this.stmts.finish({ ...base, status: "pending", nextAttemptAt: attempt.at + delay });
+    if (!this.stmts.finish({ ...base, status: "pending", nextAttemptAt: attempt.at + delay }))
+      return this.stale(delivery);
     return "retry";
+  }
+
+  /** The attempt stays in the log (the consumer may have seen it); the delivery's state is not ours. */
+  private stale(delivery: DueDelivery): "stale" {
+    this.deps.logger.warn(
+      { deliveryId: delivery.id },
+      "attempt finished after its lease was taken over: outcome not applied",
+    );
+    return "stale";
   }
 }

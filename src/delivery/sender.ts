@@ -119,7 +119,19 @@ async function readExcerpt(body: AsyncIterable<Buffer> & { destroy(): unknown })
       break;
     }
   }
-  return Buffer.concat(chunks).subarray(0, RESPONSE_EXCERPT_BYTES).toString("utf8");
+  return utf8Prefix(Buffer.concat(chunks), RESPONSE_EXCERPT_BYTES);
+}
+
+/**
+ * At most `max` bytes as text. A cut inside a multi-byte character would decode to U+FFFD (3 bytes,
+ * so over the limit, and not what was sent): the split character is left out instead.
+ */
+export function utf8Prefix(bytes: Buffer, max: number): string {
+  if (bytes.length <= max) return bytes.toString("utf8");
+  let end = max;
+  // Continuation bytes are 10xxxxxx; a UTF-8 character has at most three of them.
+  while (end > max - 3 && ((bytes[end] ?? 0) & 0xc0) === 0x80) end -= 1;
+  return bytes.subarray(0, end).toString("utf8");
 }
 
 function describeStatus(status: number): string {

@@ -12,6 +12,7 @@ import { ApiError } from "./errors.js";
 import { registerAdminRoutes } from "./routes/admin.js";
 import { registerDeliveryRoutes } from "./routes/deliveries.js";
 import { registerEventRoutes } from "./routes/events.js";
+import { registerMetricsRoute } from "./routes/metrics.js";
 import { registerOpsRoutes } from "./routes/ops.js";
 import { registerSigningSecretRoutes } from "./routes/signing-secret.js";
 import { registerWatchRoutes } from "./routes/watches.js";
@@ -97,6 +98,7 @@ export function createApp(deps: AppDeps) {
   registerSigningSecretRoutes(app);
   registerAdminRoutes(app);
   registerOpsRoutes(app);
+  registerMetricsRoute(app);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "apiKey", {
     type: "http",

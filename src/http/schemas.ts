@@ -17,8 +17,29 @@ export const CallbackUrlSchema = z
   .max(2048, "must be at most 2048 characters")
   .openapi({ example: "https://app.example.com/hooks/vibepeak" });
 
+/** A `__proto__` key survives JSON.parse but is silently dropped by every object copy after it. */
+function hasProtoKey(value: unknown): boolean {
+  if (value === null || typeof value !== "object") return false;
+  if (Array.isArray(value)) return value.some(hasProtoKey);
+  return Object.keys(value).some(
+    (key) => key === "__proto__" || hasProtoKey((value as Record<string, unknown>)[key]),
+  );
+}
+
 export const MetadataSchema = z
-  .record(z.string(), z.unknown())
+  .preprocess(
+    (value, ctx) => {
+      if (hasProtoKey(value)) {
+        ctx.issues.push({
+          code: "custom",
+          message: "must not use the key __proto__",
+          input: value,
+        });
+      }
+      return value;
+    },
+    z.record(z.string(), z.unknown()),
+  )
   .refine((v) => Buffer.byteLength(JSON.stringify(v)) <= METADATA_MAX_BYTES, {
     message: `must be at most ${METADATA_MAX_BYTES} bytes serialized`,
   })

@@ -32,6 +32,8 @@ export interface SchedulerDeps {
   encryptionKey: Buffer;
   options: SchedulerOptions;
   random?: () => number;
+  /** Called after events were written to the outbox: wakes the deliverer. */
+  onEvents?: () => void;
 }
 
 /** The upstream counts arrivals, not our sends: a window a little over a second absorbs network jitter. */
@@ -293,6 +295,7 @@ export class Scheduler {
 
   private count(events: readonly string[], backwards: number): void {
     for (const type of events) this.deps.metrics.eventsCreated.inc({ type });
+    if (events.length > 0) this.deps.onEvents?.();
     if (backwards > 0) {
       this.deps.metrics.backwardsAnswers.inc(backwards);
       this.deps.logger.warn(

@@ -77,20 +77,19 @@ export function createTestContext(
   return { db, clock, config, deps, app, logLines: lines, call };
 }
 
+const TABLES = [
+  "tenants",
+  "poll_targets",
+  "watches",
+  "events",
+  "deliveries",
+  "delivery_attempts",
+] as const;
+type TableName = (typeof TABLES)[number];
+
 /** Row counts of every table: "nothing was stored" is asserted as "these did not change". */
-export function tableCounts(db: Db): Record<string, number> {
-  const tables = [
-    "tenants",
-    "poll_targets",
-    "watches",
-    "events",
-    "deliveries",
-    "delivery_attempts",
-  ];
-  return Object.fromEntries(
-    tables.map((t) => [
-      t,
-      (db.$client.prepare(`select count(*) as n from ${t}`).get() as { n: number }).n,
-    ]),
-  );
+export function tableCounts(db: Db): Record<TableName, number> {
+  const count = (t: TableName) =>
+    (db.$client.prepare(`select count(*) as n from ${t}`).get() as { n: number }).n;
+  return Object.fromEntries(TABLES.map((t) => [t, count(t)])) as Record<TableName, number>;
 }

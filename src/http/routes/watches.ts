@@ -159,6 +159,7 @@ export function registerWatchRoutes(app: OpenAPIHono<AppEnv>) {
     );
     switch (outcome.kind) {
       case "created":
+        c.var.deps.wake?.scheduler();
         return c.json(watchView(outcome.watch), 201);
       case "existing":
         return c.json(watchView(outcome.watch), 200);
