@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { parseEncryptionKey } from "./domain/crypto.js";
-import { parseDuration, parseDurationList } from "./domain/durations.js";
+import { parseDurationList } from "./domain/durations.js";
 
 /** The only reader of process.env. Every variable of SPEC §7, validated once, frozen. */
 
@@ -28,15 +28,6 @@ const httpUrl = z
 const schedule = z.string().transform((v, ctx) => {
   try {
     return parseDurationList(v);
-  } catch (err) {
-    ctx.addIssue({ code: "custom", message: (err as Error).message });
-    return z.NEVER;
-  }
-});
-
-const duration = z.string().transform((v, ctx) => {
-  try {
-    return parseDuration(v);
   } catch (err) {
     ctx.addIssue({ code: "custom", message: (err as Error).message });
     return z.NEVER;
@@ -88,7 +79,7 @@ const envSchema = z.object({
   RETENTION_DAYS: int(1).default(30),
   LOG_LEVEL: z.enum(LOG_LEVELS).default("info"),
   /** Not in SPEC §7: how long shutdown waits for in-flight work before it gives up. */
-  SHUTDOWN_GRACE_MS: duration.default(10_000),
+  SHUTDOWN_GRACE_MS: int(0).default(10_000),
 });
 
 export type Config = Readonly<z.output<typeof envSchema>>;

@@ -128,7 +128,7 @@ export function createService(opts: ServiceOptions) {
       deliverer.release();
       server?.closeAllConnections();
     }
-    await Promise.allSettled([upstream.close(), sender.close()]);
+    await Promise.allSettled(inTime ? [upstream.close(), sender.close()] : [upstream.destroy(), sender.destroy()]);
     db.$client.close();
     logger.info({ drained: inTime }, "stopped");
     return inTime;

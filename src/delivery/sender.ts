@@ -29,7 +29,10 @@ export interface WebhookMessage {
 
 export interface Sender {
   send(message: WebhookMessage, now: number): Promise<Attempt>;
+  /** Waits for requests in flight, then closes the sockets. */
   close(): Promise<void>;
+  /** Aborts requests in flight and closes the sockets (shutdown past its grace period). */
+  destroy(): Promise<void>;
 }
 
 export interface SenderOptions {
@@ -104,7 +107,7 @@ export function createSender(opts: SenderOptions): Sender {
     }
   }
 
-  return { send, close: () => agent.close() };
+  return { send, close: () => agent.close(), destroy: () => agent.destroy() };
 }
 
 async function readExcerpt(body: AsyncIterable<Buffer> & { destroy(): unknown }): Promise<string> {

@@ -37,6 +37,7 @@ export function outcomeOf(result: PollResult): string {
 export interface UpstreamClient {
   getTask(taskId: string, apiKey: string, now: number): Promise<PollResult>;
   close(): Promise<void>;
+  destroy(): Promise<void>;
 }
 
 export interface UpstreamClientOptions {
@@ -72,7 +73,7 @@ export function createUpstreamClient(opts: UpstreamClientOptions): UpstreamClien
     }
   }
 
-  return { getTask, close: () => agent.close() };
+  return { getTask, close: () => agent.close(), destroy: () => agent.destroy() };
 }
 
 function classify(

@@ -206,6 +206,7 @@ export function registerAdminRoutes(app: OpenAPIHono<AppEnv>) {
     const { db, clock } = c.var.deps;
     const { id } = c.req.valid("param");
     if (!replayDelivery(db, id, null, clock.now())) throw notFound("delivery");
+    c.var.deps.wake?.deliverer();
     return c.json({ id, status: "pending" as const }, 202);
   });
 
