@@ -12,18 +12,22 @@ export type Db = BetterSQLite3Database<typeof schema> & { $client: Database.Data
 export const MIGRATIONS_FOLDER = fileURLToPath(new URL("../../migrations", import.meta.url));
 
 export interface OpenDatabaseOptions {
-  /** How long a write waits for another process's lock before SQLITE_BUSY. */
+  /**
+   * How long a statement waits for another process's lock before SQLITE_BUSY. better-sqlite3 waits
+   * synchronously, blocking the event loop, so this stays short: the API answers 503 and the loops
+   * retry on their next tick instead.
+   */
   busyTimeoutMs?: number;
 }
 
 /**
- * Opens (creating its folder) and migrates the database. WAL lets the API read while a loop writes;
- * the busy timeout absorbs short locks taken by another process on the same file.
+ * Opens (creating its folder) and migrates the database. WAL lets readers in other processes go on
+ * while this one writes; the busy timeout absorbs short locks taken by another process.
  */
 export function openDatabase(path: string, options: OpenDatabaseOptions = {}): Db {
   if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
   const sqlite = new Database(path);
-  sqlite.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
+  sqlite.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 200}`);
   sqlite.pragma("journal_mode = WAL");
   sqlite.pragma("synchronous = NORMAL");
   sqlite.pragma("foreign_keys = ON");

@@ -176,6 +176,16 @@ export class Deliverer {
     attempt,
   }: Finished): "delivered" | "retry" | "failed" | "gone" | "stale" {
     const { statusCode } = attempt;
+    this.deps.logger.debug(
+      {
+        deliveryId: delivery.id,
+        watchId: delivery.watchId,
+        statusCode,
+        error: attempt.error,
+        ms: attempt.durationMs,
+      },
+      "delivery attempt",
+    );
     this.stmts.insertAttempt({
       deliveryId: delivery.id,
       at: attempt.at,

@@ -213,6 +213,8 @@ export class Scheduler {
           { taskId: row.taskId, outcome, error: result.message },
           "upstream fault",
         );
+      } else {
+        this.deps.logger.debug({ taskId: row.taskId, outcome }, "polled");
       }
       this.finished.push(done);
     });

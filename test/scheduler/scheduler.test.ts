@@ -410,3 +410,28 @@ describe("durability", () => {
     }
   });
 });
+
+describe("429 without Retry-After", () => {
+  it("silences the key with an exponential backoff of its own", async () => {
+    up.addTask({
+      taskId: "task_1",
+      apiKey: KEY_A,
+      lifecycle: [{ fault: "429" }, { fault: "429" }, processing(t.clock.now())],
+    });
+    up.addTask({ taskId: "task_2", apiKey: KEY_A, lifecycle: [processing(t.clock.now())] });
+    const first = await watch("task_1");
+    await h.step();
+    const silencedAt = t.clock.now();
+    await watch("task_2");
+    for (let i = 0; i < 100; i++) await h.step(250);
+    // random = 0.5 → the first 429 silences the key for 1 s: task_2, due at once, waits for it.
+    expect((up.requestsFor("task_2")[0]?.at ?? 0) - silencedAt).toBe(1000);
+    const times = up.requestsFor("task_1").map((r) => r.at);
+    expect(times.slice(1).every((at, i) => at - (times[i] ?? 0) >= 5000)).toBe(true);
+    expect(eventsOf(first).map((e) => e.type)).toEqual(["task.processing"]);
+    const metric = await h.metrics.registry.getSingleMetricAsString(
+      "taskhook_upstream_requests_total",
+    );
+    expect(metric).toContain('outcome="429"} 2');
+  });
+});
