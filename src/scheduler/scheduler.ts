@@ -10,7 +10,7 @@ import { Loop } from "../loop.js";
 import type { Metrics } from "../metrics.js";
 import { RateWindow } from "./rate-window.js";
 import { RecentCounter } from "./recent.js";
-import { expireWatches, type PollOutcome, recordOutcomes } from "./record.js";
+import { expireWatches, type PollOutcome, type RecordContext, recordOutcomes } from "./record.js";
 import { outcomeOf, type UpstreamClient } from "./upstream.js";
 
 export interface SchedulerOptions {
@@ -132,7 +132,7 @@ export class Scheduler {
     const now = this.deps.clock.now();
     if (!this.holdsLease(now)) return LEASE_TTL_MS / 3;
     this.flush();
-    this.expire(now);
+    this.expire();
 
     const { concurrency, batchSize } = this.deps.options;
     if (this.inFlight.size >= concurrency) return MAX_IDLE_MS; // a completion wakes us
@@ -256,43 +256,27 @@ export class Scheduler {
   private flush(): void {
     if (this.finished.length === 0) return;
     const batch = this.finished;
-    const now = this.deps.clock.now();
-    const summary = transaction(this.deps.db, () =>
-      recordOutcomes(
-        {
-          db: this.deps.db,
-          stmts: this.stmts,
-          now,
-          bounds: {
-            minMs: this.deps.options.minIntervalMs,
-            maxMs: this.deps.options.maxIntervalMs,
-          },
-          random: this.random,
-        },
-        batch,
-      ),
-    );
+    const ctx = this.recordContext();
+    const summary = transaction(this.deps.db, () => recordOutcomes(ctx, batch));
     this.finished = [];
     this.count(summary.events, summary.backwards);
   }
 
-  private expire(now: number): void {
-    const summary = transaction(this.deps.db, () =>
-      expireWatches(
-        {
-          db: this.deps.db,
-          stmts: this.stmts,
-          now,
-          bounds: {
-            minMs: this.deps.options.minIntervalMs,
-            maxMs: this.deps.options.maxIntervalMs,
-          },
-          random: this.random,
-        },
-        this.deps.options.batchSize,
-      ),
-    );
+  private expire(): void {
+    const ctx = this.recordContext();
+    const summary = transaction(this.deps.db, () => expireWatches(ctx, this.deps.options.batchSize));
     this.count(summary.events, 0);
+  }
+
+  private recordContext(): RecordContext {
+    const { minIntervalMs, maxIntervalMs } = this.deps.options;
+    return {
+      db: this.deps.db,
+      stmts: this.stmts,
+      now: this.deps.clock.now(),
+      bounds: { minMs: minIntervalMs, maxMs: maxIntervalMs },
+      random: this.random,
+    };
   }
 
   private count(events: readonly string[], backwards: number): void {

@@ -2,11 +2,11 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { transaction } from "../../db/client.js";
 import { replayDelivery } from "../../db/deliveries.js";
 import { signingSecrets } from "../../db/tenants.js";
-import { checkCallbackUrl } from "../../domain/callback-url.js";
 import { newId } from "../../domain/ids.js";
 import { webhookBody } from "../../domain/webhook-body.js";
+import { requireCallbackUrl } from "../callback.js";
 import type { AppEnv } from "../context.js";
-import { ApiError, errorResponses, notFound, notFoundResponse } from "../errors.js";
+import { errorResponses, notFound, notFoundResponse } from "../errors.js";
 import { AttemptSchema, CallbackUrlSchema, IdParam } from "../schemas.js";
 
 export const ReplayedSchema = z
@@ -71,15 +71,7 @@ export function registerDeliveryRoutes(app: OpenAPIHono<AppEnv>) {
 
   app.openapi(webhookTest, async (c) => {
     const { db, clock, config, encryptionKey, sender } = c.var.deps;
-    const checked = checkCallbackUrl(c.req.valid("json").callback_url, {
-      allowPrivate: config.ALLOW_PRIVATE_CALLBACKS,
-      requireHttps: config.REQUIRE_HTTPS_CALLBACKS,
-    });
-    if (!checked.ok) {
-      throw new ApiError("VALIDATION_ERROR", checked.message, [
-        { path: "callback_url", message: checked.message },
-      ]);
-    }
+    const callbackUrl = requireCallbackUrl(c.req.valid("json").callback_url, config);
     const now = clock.now();
     const secrets = transaction(db, () => signingSecrets(db, encryptionKey, c.var.tenant.id, now));
     const eventId = newId("evt", now);
@@ -97,7 +89,7 @@ export function registerDeliveryRoutes(app: OpenAPIHono<AppEnv>) {
     });
     const attempt = await sender.send(
       {
-        url: checked.url,
+        url: callbackUrl,
         id: eventId,
         body: JSON.stringify(body),
         secrets:

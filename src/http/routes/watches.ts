@@ -1,8 +1,8 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { cancelWatch, getWatch, listWatches, registerWatch } from "../../db/watches.js";
-import { checkCallbackUrl } from "../../domain/callback-url.js";
 import { encryptSecret } from "../../domain/crypto.js";
 import { normalizeEventTypes, WATCH_EVENT_TYPES } from "../../domain/events.js";
+import { requireCallbackUrl } from "../callback.js";
 import type { AppEnv } from "../context.js";
 import { decodeCursor, nextCursor } from "../cursor.js";
 import {
@@ -130,15 +130,7 @@ export function registerWatchRoutes(app: OpenAPIHono<AppEnv>) {
     const { db, config, clock, encryptionKey } = c.var.deps;
     const tenant = c.var.tenant;
     const body = c.req.valid("json");
-    const checked = checkCallbackUrl(body.callback_url, {
-      allowPrivate: config.ALLOW_PRIVATE_CALLBACKS,
-      requireHttps: config.REQUIRE_HTTPS_CALLBACKS,
-    });
-    if (!checked.ok) {
-      throw new ApiError("VALIDATION_ERROR", checked.message, [
-        { path: "callback_url", message: checked.message },
-      ]);
-    }
+    const callbackUrl = requireCallbackUrl(body.callback_url, config);
     const now = clock.now();
     const outcome = registerWatch(
       db,
@@ -146,7 +138,7 @@ export function registerWatchRoutes(app: OpenAPIHono<AppEnv>) {
         tenantId: tenant.id,
         apiKeyEnc: encryptSecret(encryptionKey, tenant.apiKey),
         taskId: body.task_id,
-        callbackUrl: checked.url,
+        callbackUrl,
         events: normalizeEventTypes(body.events),
         metadata: body.metadata ?? null,
         expiresAt: now + (body.expires_in ?? config.WATCH_TTL_S) * 1000,
