@@ -1,4 +1,5 @@
 import { z } from "@hono/zod-openapi";
+import { errorExample } from "./examples.js";
 
 /** The closed set of error codes (SPEC §3), each with its one HTTP status. */
 export const ERROR_STATUS = {
@@ -55,7 +56,7 @@ export const ErrorSchema = z
       details: z.array(z.unknown()).optional(),
     }),
   })
-  .openapi("Error");
+  .openapi("Error", { example: errorExample });
 
 const errorResponse = (description: string) => ({
   content: { "application/json": { schema: ErrorSchema } },

@@ -1,5 +1,6 @@
 import { z } from "@hono/zod-openapi";
 import { EVENT_TYPES, WATCH_EVENT_TYPES } from "../domain/events.js";
+import { attemptExample, eventExample, watchExample } from "./examples.js";
 
 /** Schemas shared by several routes. Each route validates with, and documents, the same schema. */
 
@@ -64,7 +65,7 @@ export const WatchSchema = z
     end_reason: z.string().nullable(),
     last_polled_at: z.string().nullable(),
   })
-  .openapi("Watch");
+  .openapi("Watch", { example: watchExample });
 
 export const AttemptSchema = z
   .object({
@@ -73,7 +74,7 @@ export const AttemptSchema = z
     duration_ms: z.number().int(),
     error: z.string().nullable(),
   })
-  .openapi("DeliveryAttempt");
+  .openapi("DeliveryAttempt", { example: attemptExample });
 
 export const DeliverySummarySchema = z
   .object({
@@ -93,7 +94,7 @@ export const EventSchema = z
     payload: z.record(z.string(), z.unknown()),
     delivery: DeliverySummarySchema.nullable(),
   })
-  .openapi("Event");
+  .openapi("Event", { example: eventExample });
 
 export const LimitSchema = z.coerce
   .number()

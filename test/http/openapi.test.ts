@@ -153,4 +153,32 @@ describe("GET /openapi.json", () => {
       ]),
     });
   });
+
+  it("gives /docs an example for every request body and every successful response", async () => {
+    const { doc } = await loadDoc();
+    const hasExample = (schema: Record<string, unknown> | undefined): boolean => {
+      if (!schema) return false;
+      if ("example" in schema) return true;
+      const ref = schema.$ref as string | undefined;
+      if (ref) return hasExample(doc.components.schemas[ref.replace("#/components/schemas/", "")]);
+      const props = schema.properties as Record<string, Record<string, unknown>> | undefined;
+      const items = props?.data?.items as Record<string, unknown> | undefined;
+      return hasExample(items);
+    };
+    for (const [path, ops] of Object.entries(doc.paths)) {
+      for (const [method, op] of Object.entries(ops)) {
+        const bodies = [
+          ...Object.entries(op.responses)
+            .filter(([status]) => status.startsWith("2"))
+            .flatMap(([, r]) => Object.values(r.content ?? {})),
+          ...Object.values(op.requestBody?.content ?? {}),
+        ];
+        for (const body of bodies) {
+          expect(hasExample(body.schema as Record<string, unknown>), `${method} ${path}`).toBe(
+            true,
+          );
+        }
+      }
+    }
+  });
 });

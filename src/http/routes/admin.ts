@@ -6,6 +6,7 @@ import { tenantLabel } from "../../domain/crypto.js";
 import type { AppEnv } from "../context.js";
 import { decodeCursor, nextCursor } from "../cursor.js";
 import { adminResponses, errorResponses, notFound, notFoundResponse } from "../errors.js";
+import { adminDeliveryExample, statsExample, watchExample } from "../examples.js";
 import {
   CursorSchema,
   IdParam,
@@ -29,7 +30,9 @@ const AdminWatchSchema = WatchSchema.extend({
     .openapi({ description: "A short prefix of the tenant's key hash (never the key)" }),
   pending_deliveries: z.number().int(),
   failed_deliveries: z.number().int(),
-}).openapi("AdminWatch");
+}).openapi("AdminWatch", {
+  example: { ...watchExample, tenant: "3f2a9c0d41b7", pending_deliveries: 0, failed_deliveries: 0 },
+});
 
 const AdminDeliverySchema = z
   .object({
@@ -46,7 +49,7 @@ const AdminDeliverySchema = z
     last_error: z.string().nullable(),
     created_at: z.string(),
   })
-  .openapi("AdminDelivery");
+  .openapi("AdminDelivery", { example: adminDeliveryExample });
 
 const StatsSchema = z
   .object({
@@ -63,7 +66,7 @@ const StatsSchema = z
       oldest_pending_age_s: z.number().nullable(),
     }),
   })
-  .openapi("Stats");
+  .openapi("Stats", { example: statsExample });
 
 const watchesRoute = createRoute({
   method: "get",

@@ -11,7 +11,9 @@ import { AttemptSchema, CallbackUrlSchema, IdParam } from "../schemas.js";
 
 export const ReplayedSchema = z
   .object({ id: z.string(), status: z.literal("pending") })
-  .openapi("ReplayedDelivery");
+  .openapi("ReplayedDelivery", {
+    example: { id: "dlv_01JGZ4A7B9C1D3E5F7G9H1J3K6", status: "pending" },
+  });
 
 const retry = createRoute({
   method: "post",
@@ -32,7 +34,18 @@ const PingResult = z
     event_id: z.string(),
     attempt: AttemptSchema.extend({ response_body: z.string().nullable() }),
   })
-  .openapi("WebhookTest");
+  .openapi("WebhookTest", {
+    example: {
+      event_id: "evt_01JGZ4A7B9C1D3E5F7G9H1J3K5",
+      attempt: {
+        at: "2026-01-04T12:00:00.000Z",
+        status_code: 200,
+        duration_ms: 35,
+        error: null,
+        response_body: "ok",
+      },
+    },
+  });
 
 const webhookTest = createRoute({
   method: "post",
@@ -45,7 +58,11 @@ const webhookTest = createRoute({
     body: {
       content: {
         "application/json": {
-          schema: z.strictObject({ callback_url: CallbackUrlSchema }).openapi("WebhookTestRequest"),
+          schema: z
+            .strictObject({ callback_url: CallbackUrlSchema })
+            .openapi("WebhookTestRequest", {
+              example: { callback_url: "https://app.example.com/hooks/vibepeak" },
+            }),
         },
       },
       required: true,

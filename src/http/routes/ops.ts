@@ -3,13 +3,17 @@ import { sql } from "drizzle-orm";
 import type { AppDeps, AppEnv } from "../context.js";
 import { ApiError, ErrorSchema } from "../errors.js";
 
-const Health = z.object({ status: z.literal("ok") }).openapi("Health");
+const Health = z
+  .object({ status: z.literal("ok") })
+  .openapi("Health", { example: { status: "ok" } });
 const Ready = z
   .object({
     status: z.literal("ready"),
     checks: z.object({ database: z.boolean(), scheduler: z.boolean(), deliverer: z.boolean() }),
   })
-  .openapi("Ready");
+  .openapi("Ready", {
+    example: { status: "ready", checks: { database: true, scheduler: true, deliverer: true } },
+  });
 
 const healthz = createRoute({
   method: "get",

@@ -9,7 +9,12 @@ const SecretSchema = z
     secret: z.string().openapi({ example: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" }),
     created_at: z.string(),
   })
-  .openapi("SigningSecret");
+  .openapi("SigningSecret", {
+    example: {
+      secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+      created_at: "2026-01-04T12:00:00.000Z",
+    },
+  });
 
 const get = createRoute({
   method: "get",

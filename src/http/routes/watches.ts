@@ -47,7 +47,15 @@ const CreateWatchSchema = z
       .optional()
       .openapi({ example: 86400 }),
   })
-  .openapi("CreateWatch");
+  .openapi("CreateWatch", {
+    example: {
+      task_id: "task_abc123xyz",
+      callback_url: "https://app.example.com/hooks/vibepeak",
+      events: ["task.completed", "task.failed"],
+      metadata: { order_id: 42 },
+      expires_in: 86400,
+    },
+  });
 
 const json = { "application/json": { schema: WatchSchema } };
 
