@@ -206,7 +206,7 @@ async function main(): Promise<void> {
       0,
     );
     console.log(
-      `  ${taskId.padEnd(20)} watch ${String(watch.status).padEnd(7)} ${String(watch.end_reason ?? "").padEnd(15)} events ${types.join(", ")} ${color.dim}(${attempts} attempts)${color.off} ${match ? color.green + "✓" : color.red + "✗"}${color.off}`,
+      `  ${taskId.padEnd(20)} watch ${String(watch.status).padEnd(7)} ${String(watch.end_reason ?? "").padEnd(15)} events ${types.join(", ")} ${color.dim}(${attempts} attempts)${color.off} ${match ? `${color.green}✓` : `${color.red}✗`}${color.off}`,
     );
   }
   const upstreamRequests = upstream.requests.length;

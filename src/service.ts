@@ -128,7 +128,9 @@ export function createService(opts: ServiceOptions) {
       deliverer.release();
       server?.closeAllConnections();
     }
-    await Promise.allSettled(inTime ? [upstream.close(), sender.close()] : [upstream.destroy(), sender.destroy()]);
+    await Promise.allSettled(
+      inTime ? [upstream.close(), sender.close()] : [upstream.destroy(), sender.destroy()],
+    );
     db.$client.close();
     logger.info({ drained: inTime }, "stopped");
     return inTime;

@@ -113,14 +113,19 @@ export function createSender(opts: SenderOptions): Sender {
 async function readExcerpt(body: AsyncIterable<Buffer> & { destroy(): unknown }): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of body) {
-    chunks.push(chunk);
-    size += chunk.length;
-    if (size >= RESPONSE_EXCERPT_BYTES) {
-      // Enough to show; don't read (or wait for) the rest of a large or endless answer.
-      body.destroy();
-      break;
+  try {
+    for await (const chunk of body) {
+      chunks.push(chunk);
+      size += chunk.length;
+      if (size >= RESPONSE_EXCERPT_BYTES) {
+        // Enough to show; don't read (or wait for) the rest of a large or endless answer.
+        body.destroy();
+        break;
+      }
     }
+  } catch {
+    // The status line is the answer: a body that stalls past the time-out or breaks off only
+    // shortens the excerpt (failing a 2xx for it would send the consumer a duplicate).
   }
   return utf8Prefix(Buffer.concat(chunks), RESPONSE_EXCERPT_BYTES);
 }

@@ -264,7 +264,9 @@ export class Scheduler {
 
   private expire(): void {
     const ctx = this.recordContext();
-    const summary = transaction(this.deps.db, () => expireWatches(ctx, this.deps.options.batchSize));
+    const summary = transaction(this.deps.db, () =>
+      expireWatches(ctx, this.deps.options.batchSize),
+    );
     this.count(summary.events, 0);
   }
 

@@ -1,0 +1,71 @@
+import { createServer, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { createSender, type Sender, utf8Prefix } from "../../src/delivery/sender.js";
+import { generateSigningSecret } from "../../src/delivery/sign.js";
+
+/** Answers the receiver helper cannot give: a body that stalls or breaks off after the status. */
+
+let server: Server;
+let url: string;
+let sender: Sender;
+let answer: (res: ServerResponse) => void;
+
+beforeEach(async () => {
+  server = createServer((req, res) => {
+    req.resume();
+    req.on("end", () => answer(res));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
+  sender = createSender({ timeoutMs: 300, allowPrivate: true });
+});
+
+afterEach(async () => {
+  server.closeAllConnections();
+  await new Promise((resolve) => server.close(resolve));
+  await sender.destroy();
+});
+
+const message = () => ({
+  url,
+  id: "evt_01JGZ3V5S8W9K2M4N6P8Q0R2T4",
+  body: '{"type":"ping"}',
+  secrets: [generateSigningSecret()],
+});
+
+describe("the status is the answer, whatever the body does after it", () => {
+  it("a 2xx whose body stalls past the time-out is a success, with what arrived as the excerpt", async () => {
+    answer = (res) => {
+      res.writeHead(200, { "content-length": "100" });
+      res.write("partial");
+    };
+    const attempt = await sender.send(message(), 0);
+    expect(attempt).toMatchObject({ statusCode: 200, error: null, responseBody: "partial" });
+    expect(attempt.durationMs).toBeGreaterThanOrEqual(250);
+  });
+
+  it("a body cut off by a reset keeps the status: a 500 is still a failure", async () => {
+    answer = (res) => {
+      res.writeHead(500, { "content-length": "100" });
+      res.write("oops", () => res.socket?.destroy());
+    };
+    const attempt = await sender.send(message(), 0);
+    expect(attempt).toMatchObject({ statusCode: 500, error: "HTTP 500", responseBody: "oops" });
+  });
+});
+
+describe("utf8Prefix", () => {
+  it.each([
+    { text: "x".repeat(10), max: 4, expected: "xxxx" },
+    { text: "ab€", max: 4, expected: "ab" },
+    { text: "ab€", max: 5, expected: "ab€" },
+    { text: "a😀b", max: 4, expected: "a" },
+    { text: "a😀b", max: 5, expected: "a😀" },
+    { text: "éé", max: 3, expected: "é" },
+  ])("keeps whole characters of $text within $max bytes", ({ text, max, expected }) => {
+    const out = utf8Prefix(Buffer.from(text), max);
+    expect(out).toBe(expected);
+    expect(Buffer.byteLength(out)).toBeLessThanOrEqual(max);
+  });
+});
