@@ -42,7 +42,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     }),
     deliveries: new Counter({
       name: "taskhook_delivery_attempts_total",
-      help: "Webhook delivery attempts by outcome (delivered, retry, failed, gone)",
+      help: "Webhook delivery attempts by outcome (delivered, retry, failed, gone; stale: finished after its lease, ignored)",
       labelNames: ["outcome"] as const,
       registers: [registry],
     }),

@@ -79,7 +79,7 @@ export const notFoundResponse = {
 export const conflictResponse = {
   409: errorResponse("WATCH_EXISTS: a different active watch exists"),
 };
-export const rateLimitedResponse = { 429: errorResponse("RATE_LIMITED: too many active watches") };
+export const rateLimitedResponse = { 429: errorResponse("RATE_LIMITED: over a per-key limit") };
 export const adminResponses = {
   403: errorResponse("FORBIDDEN: admin is disabled (ADMIN_TOKEN unset)"),
 };

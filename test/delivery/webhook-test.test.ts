@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
+import { PINGS_PER_MINUTE } from "../../src/http/routes/deliveries.js";
 import { VERSION } from "../../src/version.js";
-import { tableCounts } from "../support/context.js";
+import { createTestContext, KEY_B, tableCounts } from "../support/context.js";
 import { closeWorlds, json, refusedByBoth, secretOf, startWorld, verifyBoth } from "./helpers.js";
 
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
@@ -145,5 +146,26 @@ describe("POST /v1/webhook-test", () => {
     expect(res.status).toBe(401);
     expect(res.body.error.code).toBe("UNAUTHORIZED");
     expect(rx.requests).toEqual([]);
+  });
+});
+
+describe("POST /v1/webhook-test rate limit", () => {
+  it("allows a few pings a minute per API key, then answers 429 RATE_LIMITED", async () => {
+    const t = createTestContext();
+    const body = { callback_url: "http://127.0.0.1:9/never" };
+    for (let i = 0; i < PINGS_PER_MINUTE; i++) {
+      // A private URL is refused before the limit is counted; a refused ping does not use it up.
+      expect((await t.call("POST", "/v1/webhook-test", { body })).status).toBe(400);
+    }
+    const t2 = createTestContext({ ALLOW_PRIVATE_CALLBACKS: "true", DELIVERY_TIMEOUT_MS: "500" });
+    for (let i = 0; i < PINGS_PER_MINUTE; i++) {
+      expect((await t2.call("POST", "/v1/webhook-test", { body })).status).toBe(200);
+    }
+    const limited = await t2.call("POST", "/v1/webhook-test", { body });
+    expect(limited.status).toBe(429);
+    expect(limited.body.error.code).toBe("RATE_LIMITED");
+    expect((await t2.call("POST", "/v1/webhook-test", { body, key: KEY_B })).status).toBe(200);
+    t2.clock.advance(60_000);
+    expect((await t2.call("POST", "/v1/webhook-test", { body })).status).toBe(200);
   });
 });

@@ -4,10 +4,19 @@ import { replayDelivery } from "../../db/deliveries.js";
 import { signingSecrets } from "../../db/tenants.js";
 import { newId } from "../../domain/ids.js";
 import { webhookBody } from "../../domain/webhook-body.js";
+import { RateWindow } from "../../scheduler/rate-window.js";
 import { requireCallbackUrl } from "../callback.js";
 import type { AppEnv } from "../context.js";
-import { errorResponses, notFound, notFoundResponse } from "../errors.js";
+import {
+  ApiError,
+  errorResponses,
+  notFound,
+  notFoundResponse,
+  rateLimitedResponse,
+} from "../errors.js";
 import { AttemptSchema, CallbackUrlSchema, IdParam } from "../schemas.js";
+
+export const PINGS_PER_MINUTE = 10;
 
 export const ReplayedSchema = z
   .object({ id: z.string(), status: z.literal("pending") })
@@ -73,6 +82,7 @@ const webhookTest = createRoute({
       content: { "application/json": { schema: PingResult } },
       description: "The attempt (sent even if it failed)",
     },
+    ...rateLimitedResponse,
     ...errorResponses,
   },
 });
@@ -86,10 +96,20 @@ export function registerDeliveryRoutes(app: OpenAPIHono<AppEnv>) {
     return c.json({ id, status: "pending" as const }, 202);
   });
 
+  // The ping makes us POST to a URL of the caller's choosing: a few a minute per tenant is plenty.
+  const pings = new Map<string, RateWindow>();
   app.openapi(webhookTest, async (c) => {
     const { db, clock, config, encryptionKey, sender } = c.var.deps;
     const callbackUrl = requireCallbackUrl(c.req.valid("json").callback_url, config);
     const now = clock.now();
+    const window = pings.get(c.var.tenant.id) ?? new RateWindow(PINGS_PER_MINUTE, 60_000);
+    pings.set(c.var.tenant.id, window);
+    if (!window.tryAcquire(now)) {
+      throw new ApiError(
+        "RATE_LIMITED",
+        `at most ${PINGS_PER_MINUTE} webhook tests a minute per API key`,
+      );
+    }
     const secrets = transaction(db, () => signingSecrets(db, encryptionKey, c.var.tenant.id, now));
     const eventId = newId("evt", now);
     const body = webhookBody({
