@@ -25,6 +25,61 @@ export function subscribes(watch: Pick<Watch, "events">, type: EventType): boole
   return (JSON.parse(watch.events) as string[]).includes(type);
 }
 
+/** The outbox's statements, prepared once per database (they run for every status change). */
+function outboxStatements(db: Db) {
+  const insertEvent = db
+    .insert(events)
+    .values({
+      id: sql.placeholder("id"),
+      watchId: sql.placeholder("watchId"),
+      tenantId: sql.placeholder("tenantId"),
+      sequence: sql.placeholder("sequence"),
+      type: sql.placeholder("type"),
+      payload: sql.placeholder("payload"),
+      createdAt: sql.placeholder("now"),
+    })
+    .prepare();
+  const insertDelivery = db
+    .insert(deliveries)
+    .values({
+      id: sql.placeholder("id"),
+      eventId: sql.placeholder("eventId"),
+      watchId: sql.placeholder("watchId"),
+      tenantId: sql.placeholder("tenantId"),
+      callbackUrl: sql.placeholder("callbackUrl"),
+      status: "pending",
+      nextAttemptAt: sql.placeholder("now"),
+      createdAt: sql.placeholder("now"),
+      updatedAt: sql.placeholder("now"),
+    })
+    .prepare();
+  const setSequence = db
+    .update(watches)
+    .set({ sequence: sql`${sql.placeholder("sequence")}` })
+    .where(eq(watches.id, sql.placeholder("id")))
+    .prepare();
+  const setSeen = db
+    .update(watches)
+    .set({
+      lastStatus: sql`${sql.placeholder("status")}`,
+      lastQueuePosition: sql`${sql.placeholder("queuePosition")}`,
+    })
+    .where(eq(watches.id, sql.placeholder("id")))
+    .prepare();
+  return { insertEvent, insertDelivery, setSequence, setSeen };
+}
+
+const prepared = new WeakMap<Db, ReturnType<typeof outboxStatements>>();
+
+function statementsOf(db: Db): ReturnType<typeof outboxStatements> {
+  let stmts = prepared.get(db);
+  if (!stmts) {
+    stmts = outboxStatements(db);
+    prepared.set(db, stmts);
+  }
+  return stmts;
+}
+
 /**
  * The transactional outbox: the event and its pending delivery are written by the caller's
  * transaction, beside the state change that caused them. Call only inside `transaction(...)`.
@@ -32,6 +87,7 @@ export function subscribes(watch: Pick<Watch, "events">, type: EventType): boole
  */
 export function appendEvent(db: Db, watch: OutboxWatch, event: NewEvent, now: number): boolean {
   if (!subscribes(watch, event.type)) return false;
+  const stmts = statementsOf(db);
   const sequence = watch.sequence + 1;
   const eventId = newId("evt", now);
   const body = webhookBody({
@@ -48,33 +104,33 @@ export function appendEvent(db: Db, watch: OutboxWatch, event: NewEvent, now: nu
       watch.metadata === null ? null : (JSON.parse(watch.metadata) as Record<string, unknown>),
     ...(event.reason === undefined ? {} : { reason: event.reason }),
   });
-  db.insert(events)
-    .values({
-      id: eventId,
-      watchId: watch.id,
-      tenantId: watch.tenantId,
-      sequence,
-      type: event.type,
-      payload: JSON.stringify(body),
-      createdAt: now,
-    })
-    .run();
-  db.insert(deliveries)
-    .values({
-      id: newId("dlv", now),
-      eventId,
-      watchId: watch.id,
-      tenantId: watch.tenantId,
-      callbackUrl: watch.callbackUrl,
-      status: "pending",
-      nextAttemptAt: now,
-      createdAt: now,
-      updatedAt: now,
-    })
-    .run();
-  db.update(watches).set({ sequence }).where(eq(watches.id, watch.id)).run();
+  const base = { watchId: watch.id, tenantId: watch.tenantId, now };
+  stmts.insertEvent.run({
+    ...base,
+    id: eventId,
+    sequence,
+    type: event.type,
+    payload: JSON.stringify(body),
+  });
+  stmts.insertDelivery.run({
+    ...base,
+    id: newId("dlv", now),
+    eventId,
+    callbackUrl: watch.callbackUrl,
+  });
+  stmts.setSequence.run({ id: watch.id, sequence });
   watch.sequence = sequence;
   return true;
+}
+
+/** Records the task status (and queue position) a watch has now been told about. */
+export function markSeen(
+  db: Db,
+  watchId: string,
+  status: TaskStatus,
+  queuePosition: number | null,
+): void {
+  statementsOf(db).setSeen.run({ id: watchId, status, queuePosition });
 }
 
 /** Active watches whose lifetime has run out, oldest expiry first. */

@@ -9,8 +9,8 @@ export type DueTarget = Pick<
 
 /**
  * The scheduler's hot statements, prepared once. The due query walks the partial index
- * `poll_targets_due` (active = 1, by next_poll_at) over the targets that may be claimed now and
- * takes the oldest due first: a tick costs O(due now), not O(watches).
+ * `poll_targets_due` (active = 1, by next_poll_at) in order and stops after `limit` rows: a tick
+ * costs O(batch), however many targets are due or active.
  */
 export function pollStatements(db: Db) {
   const due = db
@@ -26,7 +26,7 @@ export function pollStatements(db: Db) {
     .where(
       sql`${pollTargets.active} = 1 AND ${pollTargets.nextPollAt} <= ${sql.placeholder("now")}`,
     )
-    .orderBy(pollTargets.dueAt)
+    .orderBy(pollTargets.nextPollAt)
     .limit(sql.placeholder("limit"))
     .prepare();
 
@@ -49,6 +49,37 @@ export function pollStatements(db: Db) {
   const release = db
     .update(pollTargets)
     .set({ leaseUntil: null, nextPollAt: sql`${pollTargets.dueAt}` })
+    .where(eq(pollTargets.id, sql.placeholder("id")))
+    .prepare();
+
+  // After the poller that leased them died: due again, but never sooner than the per-task floor
+  // after the poll it may have sent just before dying.
+  const releaseAll = db
+    .update(pollTargets)
+    .set({
+      leaseUntil: null,
+      nextPollAt: sql`max(${pollTargets.dueAt}, coalesce(${pollTargets.lastPolledAt}, 0) + ${sql.placeholder("minIntervalMs")})`,
+    })
+    .where(sql`${pollTargets.leaseUntil} IS NOT NULL`)
+    .prepare();
+
+  // Every outcome of a poll writes the same columns (unchanged ones with their old value): one
+  // prepared statement records them all.
+  const record = db
+    .update(pollTargets)
+    .set({
+      taskStatus: sql`${sql.placeholder("taskStatus")}`,
+      taskJson: sql`${sql.placeholder("taskJson")}`,
+      queuePosition: sql`${sql.placeholder("queuePosition")}`,
+      estimatedCompletionAt: sql`${sql.placeholder("estimatedCompletionAt")}`,
+      leaseUntil: null,
+      faultCount: sql`${sql.placeholder("faultCount")}`,
+      rejectCode: sql`${sql.placeholder("rejectCode")}`,
+      rejectCount: sql`${sql.placeholder("rejectCount")}`,
+      nextPollAt: sql`${sql.placeholder("nextPollAt")}`,
+      dueAt: sql`${sql.placeholder("dueAt")}`,
+      active: sql`${sql.placeholder("active")}`,
+    })
     .where(eq(pollTargets.id, sql.placeholder("id")))
     .prepare();
 
@@ -78,6 +109,10 @@ export function pollStatements(db: Db) {
     defer: (id: number, at: number) => defer.run({ id, at }),
     /** Hands an in-flight target back: claimable again at once, still oldest due. */
     release: (id: number) => release.run({ id }),
+    /** Hands back every target in flight (their poller died); returns how many. */
+    releaseAll: (minIntervalMs: number): number => releaseAll.run({ minIntervalMs }).changes,
+    /** Writes a poll's outcome: the target's new state and when to poll it next. */
+    record: (t: RecordedTarget) => record.run({ ...t, active: t.active ? 1 : 0 }),
     byId: (id: number): PollTarget | undefined => byId.get({ id }),
     activeWatches: (targetId: number) => activeWatches.all({ id: targetId }),
     earliestDue: (): number | null => earliestDue.get()?.at ?? null,
@@ -85,6 +120,21 @@ export function pollStatements(db: Db) {
 }
 
 export type PollStatements = ReturnType<typeof pollStatements>;
+
+export type RecordedTarget = Pick<
+  PollTarget,
+  | "id"
+  | "taskStatus"
+  | "taskJson"
+  | "queuePosition"
+  | "estimatedCompletionAt"
+  | "faultCount"
+  | "rejectCode"
+  | "rejectCount"
+  | "nextPollAt"
+  | "dueAt"
+  | "active"
+>;
 
 /** The next poll time set by the interval policy: due then, and claimable then. */
 export const pollAt = (at: number) => ({ nextPollAt: at, dueAt: at });

@@ -1,8 +1,7 @@
-import { eq } from "drizzle-orm";
 import type { Db } from "../db/client.js";
-import { appendEvent, dueExpiries } from "../db/outbox.js";
-import { type PollStatements, pollAt, updateTarget } from "../db/polls.js";
-import { type PollTarget, type Watch, watches } from "../db/schema.js";
+import { appendEvent, dueExpiries, markSeen } from "../db/outbox.js";
+import type { PollStatements, RecordedTarget } from "../db/polls.js";
+import type { PollTarget, Watch } from "../db/schema.js";
 import { endWatches } from "../db/watches.js";
 import { backoffDelay } from "../domain/backoff.js";
 import { isForward, isTerminal, type TaskStatus } from "../domain/events.js";
@@ -28,6 +27,11 @@ export interface RecordContext {
   now: number;
   bounds: IntervalBounds;
   random: () => number;
+  /**
+   * When a target of this tenant polled at `at` may really be claimed: under a key's overload, behind
+   * the targets of that key already waiting (round robin per key). Default: `at`.
+   */
+  queueBehind?: (tenantId: string, at: number) => number;
 }
 
 export interface RecordSummary {
@@ -58,10 +62,7 @@ export function recordOutcomes(
         recordRejection(ctx, target, result.code, floor, summary);
         break;
       case "rate_limited":
-        updateTarget(ctx.db, target.id, {
-          leaseUntil: null,
-          ...pollAt(Math.max(floor, outcome.silencedUntil ?? ctx.now + ctx.bounds.minMs)),
-        });
+        schedule(ctx, target, Math.max(floor, outcome.silencedUntil ?? ctx.now + ctx.bounds.minMs));
         break;
       case "fault": {
         const faultCount = target.faultCount + 1;
@@ -70,16 +71,36 @@ export function recordOutcomes(
           { baseMs: ctx.bounds.minMs, capMs: BACKOFF_CAP_MS, floorMs: ctx.bounds.minMs },
           ctx.random,
         );
-        updateTarget(ctx.db, target.id, {
-          leaseUntil: null,
-          faultCount,
-          ...pollAt(Math.max(floor, ctx.now + delay)),
-        });
+        schedule(ctx, target, Math.max(floor, ctx.now + delay), { faultCount });
         break;
       }
     }
   }
   return summary;
+}
+
+/** Writes the target's outcome (its row with `changes`) and its next poll time. */
+function schedule(
+  ctx: RecordContext,
+  target: PollTarget,
+  dueAt: number,
+  changes: Partial<RecordedTarget> = {},
+) {
+  const row: RecordedTarget = {
+    id: target.id,
+    taskStatus: target.taskStatus,
+    taskJson: target.taskJson,
+    queuePosition: target.queuePosition,
+    estimatedCompletionAt: target.estimatedCompletionAt,
+    faultCount: target.faultCount,
+    rejectCode: target.rejectCode,
+    rejectCount: target.rejectCount,
+    active: target.active,
+    ...changes,
+    dueAt,
+    nextPollAt: ctx.queueBehind?.(target.tenantId, dueAt) ?? dueAt,
+  };
+  ctx.stmts.record(row);
 }
 
 function parseTime(value: unknown): number | null {
@@ -111,16 +132,14 @@ function recordAnswer(
     ctx.bounds,
     ctx.random,
   );
-  updateTarget(ctx.db, target.id, {
+  schedule(ctx, target, Math.max(floor, ctx.now + delay), {
     taskStatus: status,
     taskJson,
     queuePosition,
     estimatedCompletionAt,
-    leaseUntil: null,
     faultCount: 0,
     rejectCode: null,
     rejectCount: 0,
-    ...pollAt(Math.max(floor, ctx.now + delay)),
     ...(terminal ? { active: false } : {}),
   });
 
@@ -163,11 +182,7 @@ function notifyWatch(
   } else {
     return;
   }
-  ctx.db
-    .update(watches)
-    .set({ lastStatus: status, lastQueuePosition: queuePosition })
-    .where(eq(watches.id, watch.id))
-    .run();
+  markSeen(ctx.db, watch.id, status, queuePosition);
 }
 
 function recordRejection(
@@ -178,21 +193,12 @@ function recordRejection(
   summary: RecordSummary,
 ) {
   const rejectCount = target.rejectCode === code ? target.rejectCount + 1 : 1;
+  const next = Math.max(floor, ctx.now + ctx.bounds.minMs);
   if (rejectCount < REJECT_LIMIT) {
-    updateTarget(ctx.db, target.id, {
-      leaseUntil: null,
-      rejectCode: code,
-      rejectCount,
-      ...pollAt(Math.max(floor, ctx.now + ctx.bounds.minMs)),
-    });
+    schedule(ctx, target, next, { rejectCode: code, rejectCount });
     return;
   }
-  updateTarget(ctx.db, target.id, {
-    leaseUntil: null,
-    rejectCode: code,
-    rejectCount,
-    active: false,
-  });
+  schedule(ctx, target, next, { rejectCode: code, rejectCount, active: false });
   const task =
     target.taskJson === null ? null : (JSON.parse(target.taskJson) as Record<string, unknown>);
   const status = target.taskStatus as TaskStatus | null;

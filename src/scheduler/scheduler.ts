@@ -1,7 +1,6 @@
-import { randomUUID } from "node:crypto";
 import type { Clock } from "../clock.js";
 import { type Db, transaction } from "../db/client.js";
-import { acquireLease, releaseLease } from "../db/leases.js";
+import { acquireLease, leaseHolder, releaseLease, takeOverDeadLease } from "../db/leases.js";
 import { type DueTarget, pollStatements, updateTarget } from "../db/polls.js";
 import { tenantApiKey } from "../db/tenants.js";
 import { backoffDelay } from "../domain/backoff.js";
@@ -62,7 +61,7 @@ export class Scheduler {
   private readonly inFlight = new Set<Promise<void>>();
   private readonly inFlightTargets = new Set<number>();
   private finished: PollOutcome[] = [];
-  private readonly holder = randomUUID();
+  private readonly holder = leaseHolder();
   private leader = false;
   private leaseCheckedAt = -Infinity;
   private readonly random: () => number;
@@ -191,6 +190,17 @@ export class Scheduler {
     return slot;
   }
 
+  /**
+   * A polled target of a key whose budget is booked ahead goes to the back of that key's line, so
+   * that under overload every target of the key is polled in turn (round robin), none twice while
+   * another waits.
+   */
+  private queueBehind(tenantId: string, at: number): number {
+    const booked = this.keySlot.get(tenantId);
+    if (booked === undefined || booked <= at) return at;
+    return this.nextSlot(tenantId, at);
+  }
+
   private dispatch(row: DueTarget, sentAt: number): void {
     const apiKey = this.apiKey(row.tenantId, sentAt);
     if (apiKey === null) {
@@ -278,6 +288,7 @@ export class Scheduler {
       now: this.deps.clock.now(),
       bounds: { minMs: minIntervalMs, maxMs: maxIntervalMs },
       random: this.random,
+      queueBehind: (tenantId, at) => this.queueBehind(tenantId, at),
     };
   }
 
@@ -293,10 +304,29 @@ export class Scheduler {
     }
   }
 
+  /**
+   * A process of this host that died holding the lease (SIGKILL, OOM) would otherwise stop all
+   * polling until its lease ran out; its polls in flight died with it, so their targets are due again.
+   */
+  private takeOverFromDead(now: number): boolean {
+    return transaction(this.deps.db, () => {
+      const dead = takeOverDeadLease(this.deps.db, LEASE_NAME, this.holder, now, LEASE_TTL_MS);
+      if (dead === null) return false;
+      const released = this.stmts.releaseAll(this.deps.options.minIntervalMs);
+      this.deps.logger.warn(
+        { previous: dead, released },
+        "scheduler lease held by a process that died: taken over",
+      );
+      return true;
+    });
+  }
+
   private holdsLease(now: number): boolean {
     if (now - this.leaseCheckedAt < LEASE_TTL_MS / 3) return this.leader;
     const was = this.leader;
-    this.leader = acquireLease(this.deps.db, LEASE_NAME, this.holder, now, LEASE_TTL_MS);
+    this.leader =
+      acquireLease(this.deps.db, LEASE_NAME, this.holder, now, LEASE_TTL_MS) ||
+      this.takeOverFromDead(now);
     this.leaseCheckedAt = now;
     if (this.leader !== was) {
       this.deps.logger.info(
