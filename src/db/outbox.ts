@@ -2,7 +2,7 @@ import { eq, sql } from "drizzle-orm";
 import type { EventType, TaskStatus } from "../domain/events.js";
 import { newId } from "../domain/ids.js";
 import { webhookBody } from "../domain/webhook-body.js";
-import type { Db } from "./client.js";
+import { type Db, preparedOnce } from "./client.js";
 import { deliveries, events, type Watch, watches } from "./schema.js";
 
 /** What an event needs to know of its watch; `sequence` is advanced in place as events are added. */
@@ -69,16 +69,7 @@ function outboxStatements(db: Db) {
   return { insertEvent, insertDelivery, setSequence, setSeen };
 }
 
-const prepared = new WeakMap<Db, ReturnType<typeof outboxStatements>>();
-
-function statementsOf(db: Db): ReturnType<typeof outboxStatements> {
-  let stmts = prepared.get(db);
-  if (!stmts) {
-    stmts = outboxStatements(db);
-    prepared.set(db, stmts);
-  }
-  return stmts;
-}
+const statementsOf = preparedOnce(outboxStatements);
 
 /**
  * The transactional outbox: the event and its pending delivery are written by the caller's

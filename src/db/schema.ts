@@ -95,6 +95,8 @@ export const watches = sqliteTable(
     index("watches_tenant").on(t.tenantId, t.id),
     index("watches_status").on(t.status, t.id),
     index("watches_active_target").on(t.pollTargetId).where(sql`${t.status} = 'active'`),
+    // MAX_ACTIVE_WATCHES_PER_KEY is checked at every registration: count only the active ones.
+    index("watches_active_tenant").on(t.tenantId).where(sql`${t.status} = 'active'`),
     index("watches_active_expiry").on(t.expiresAt).where(sql`${t.status} = 'active'`),
     index("watches_ended").on(t.endedAt).where(sql`${t.status} <> 'active'`),
   ],

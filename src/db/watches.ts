@@ -1,10 +1,7 @@
 import { and, desc, eq, getTableColumns, inArray, lt, type SQL, sql } from "drizzle-orm";
-import type { WatchEventType } from "../domain/events.js";
-import { newId } from "../domain/ids.js";
-import { canonicalJson } from "../domain/json.js";
 import { type Db, transaction } from "./client.js";
-import { type PollTarget, pollTargets, type Watch, type WatchStatus, watches } from "./schema.js";
-import { forgetKeyIfIdle, storeTenantKey } from "./tenants.js";
+import { pollTargets, type Watch, type WatchStatus, watches } from "./schema.js";
+import { forgetKeyIfIdle } from "./tenants.js";
 
 export interface WatchWithTask extends Watch {
   taskStatus: string | null;
@@ -25,145 +22,12 @@ function selectWatches(db: Db) {
     .innerJoin(pollTargets, eq(pollTargets.id, watches.pollTargetId));
 }
 
-export interface Registration {
-  tenantId: string;
-  /** The tenant's API key, encrypted: stored only if the watch is created. */
-  apiKeyEnc: string;
-  taskId: string;
-  callbackUrl: string;
-  events: WatchEventType[];
-  metadata: Record<string, unknown> | null;
-  expiresAt: number;
-}
-
-export type RegisterOutcome =
-  | { kind: "created"; watch: WatchWithTask }
-  | { kind: "existing"; watch: WatchWithTask }
-  | { kind: "conflict"; watchId: string }
-  | { kind: "limit"; limit: number };
-
-/**
- * Registers a watch in one transaction: an identical active registration is returned as is, a
- * different one is a conflict, and the tenant's poll target for the task is created or woken so that
- * the first poll goes out right away (never sooner than `minIntervalMs` after the last one).
- */
-export function registerWatch(
-  db: Db,
-  input: Registration,
-  opts: { now: number; minIntervalMs: number; maxActive: number },
-): RegisterOutcome {
-  const { now } = opts;
-  return transaction(db, () => {
-    const existing = db
-      .select()
-      .from(watches)
-      .where(
-        and(
-          eq(watches.tenantId, input.tenantId),
-          eq(watches.taskId, input.taskId),
-          eq(watches.callbackUrl, input.callbackUrl),
-          sql`${watches.status} = 'active'`,
-        ),
-      )
-      .get();
-    if (existing) {
-      const same =
-        existing.events === JSON.stringify(input.events) &&
-        existing.metadata === (input.metadata === null ? null : canonicalJson(input.metadata));
-      if (!same) return { kind: "conflict", watchId: existing.id };
-      return { kind: "existing", watch: mustGetWatch(db, input.tenantId, existing.id) };
-    }
-
-    const active = countActive(db, input.tenantId);
-    if (active >= opts.maxActive) return { kind: "limit", limit: opts.maxActive };
-
-    storeTenantKey(db, input.tenantId, input.apiKeyEnc, now);
-    const target = wakeTarget(db, input.tenantId, input.taskId, now, opts.minIntervalMs);
-    const id = newId("wch", now);
-    db.insert(watches)
-      .values({
-        id,
-        tenantId: input.tenantId,
-        pollTargetId: target.id,
-        taskId: input.taskId,
-        callbackUrl: input.callbackUrl,
-        events: JSON.stringify(input.events),
-        metadata: input.metadata === null ? null : canonicalJson(input.metadata),
-        status: "active",
-        createdAt: now,
-        expiresAt: input.expiresAt,
-      })
-      .run();
-    return { kind: "created", watch: mustGetWatch(db, input.tenantId, id) };
-  });
-}
-
-function countActive(db: Db, tenantId: string): number {
-  const row = db
-    .select({ n: sql<number>`count(*)` })
-    .from(watches)
-    .where(and(eq(watches.tenantId, tenantId), sql`${watches.status} = 'active'`))
-    .get();
-  return row?.n ?? 0;
-}
-
-/** The tenant's poll target for the task, created or made due now (respecting the per-task floor). */
-function wakeTarget(
-  db: Db,
-  tenantId: string,
-  taskId: string,
-  now: number,
-  minIntervalMs: number,
-): PollTarget {
-  const target = db
-    .select()
-    .from(pollTargets)
-    .where(and(eq(pollTargets.tenantId, tenantId), eq(pollTargets.taskId, taskId)))
-    .get();
-  if (!target) {
-    const [created] = db
-      .insert(pollTargets)
-      .values({ tenantId, taskId, active: true, nextPollAt: now, dueAt: now, createdAt: now })
-      .returning()
-      .all();
-    if (!created) throw new Error("poll target insert returned nothing");
-    return created;
-  }
-  const inFlight = target.leaseUntil !== null && target.leaseUntil > now;
-  if (inFlight) {
-    // The answer in flight is recorded for every active watch, this one included.
-    if (!target.active)
-      db.update(pollTargets).set({ active: true }).where(eq(pollTargets.id, target.id)).run();
-    return target;
-  }
-  const earliest = Math.max(now, (target.lastPolledAt ?? 0) + minIntervalMs);
-  const nextPollAt = target.active ? Math.min(target.nextPollAt, earliest) : earliest;
-  const woken = target.active
-    ? { nextPollAt, dueAt: Math.min(target.dueAt, nextPollAt) }
-    : {
-        active: true,
-        nextPollAt,
-        dueAt: nextPollAt,
-        faultCount: 0,
-        rejectCode: null,
-        rejectCount: 0,
-      };
-  db.update(pollTargets).set(woken).where(eq(pollTargets.id, target.id)).run();
-  return { ...target, ...woken };
-}
-
 export function getWatch(db: Db, tenantId: string | null, id: string): WatchWithTask | undefined {
   const where =
     tenantId === null
       ? eq(watches.id, id)
       : and(eq(watches.id, id), eq(watches.tenantId, tenantId));
   return selectWatches(db).where(where).get();
-}
-
-function mustGetWatch(db: Db, tenantId: string, id: string): WatchWithTask {
-  const watch = getWatch(db, tenantId, id);
-  if (!watch) throw new Error(`watch ${id} vanished inside its transaction`);
-  return watch;
 }
 
 export interface WatchFilter {

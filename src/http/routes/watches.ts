@@ -1,5 +1,6 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
-import { cancelWatch, getWatch, listWatches, registerWatch } from "../../db/watches.js";
+import { registerWatch } from "../../db/registration.js";
+import { cancelWatch, getWatch, listWatches } from "../../db/watches.js";
 import { encryptSecret } from "../../domain/crypto.js";
 import { normalizeEventTypes, WATCH_EVENT_TYPES } from "../../domain/events.js";
 import { requireCallbackUrl } from "../callback.js";

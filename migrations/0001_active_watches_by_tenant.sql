@@ -1,0 +1,1 @@
+CREATE INDEX `watches_active_tenant` ON `watches` (`tenant_id`) WHERE "watches"."status" = 'active';
