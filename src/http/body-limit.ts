@@ -11,6 +11,7 @@ const tooLarge = () => new ApiError("PAYLOAD_TOO_LARGE", "request body is over 6
  */
 export function bodyLimit(maxBytes: number) {
   return createMiddleware<AppEnv>(async (c, next) => {
+    if (c.req.method === "GET" || c.req.method === "HEAD") return next();
     const body = c.req.raw.body;
     if (!body) return next();
     const declared = Number(c.req.header("content-length"));
@@ -28,7 +29,11 @@ export function bodyLimit(maxBytes: number) {
       }
       chunks.push(value);
     }
-    c.req.raw = new Request(c.req.raw, { body: Buffer.concat(chunks) });
+    // Handed to the validators through Hono's body cache (c.req.json() reads it): no second Request.
+    // (Hono types the cache as Body's methods but stores their promises.)
+    (c.req.bodyCache as Record<string, unknown>).text = Promise.resolve(
+      Buffer.concat(chunks).toString("utf8"),
+    );
     await next();
   });
 }
