@@ -1,10 +1,10 @@
-import { and, eq, getTableColumns, sql } from "drizzle-orm";
+import { and, eq, sql } from "drizzle-orm";
 import type { WatchEventType } from "../domain/events.js";
 import { newId } from "../domain/ids.js";
 import { canonicalJson } from "../domain/json.js";
 import { type Db, preparedOnce, transaction } from "./client.js";
 import { pollTargets, tenants, watches } from "./schema.js";
-import type { WatchWithTask } from "./watches.js";
+import { getWatch, type WatchWithTask } from "./watches.js";
 
 export interface Registration {
   tenantId: string;
@@ -89,17 +89,6 @@ const statements = preparedOnce((db: Db) => ({
       expiresAt: p("expiresAt"),
     })
     .prepare(),
-  getWatch: db
-    .select({
-      ...getTableColumns(watches),
-      taskStatus: pollTargets.taskStatus,
-      taskJson: pollTargets.taskJson,
-      lastPolledAt: pollTargets.lastPolledAt,
-    })
-    .from(watches)
-    .innerJoin(pollTargets, eq(pollTargets.id, watches.pollTargetId))
-    .where(and(eq(watches.id, p("id")), eq(watches.tenantId, p("tenantId"))))
-    .prepare(),
 }));
 
 /**
@@ -117,7 +106,7 @@ export function registerWatch(
   const events = JSON.stringify(input.events);
   const metadata = input.metadata === null ? null : canonicalJson(input.metadata);
   const watchOf = (id: string): WatchWithTask => {
-    const watch = s.getWatch.get({ id, tenantId: input.tenantId });
+    const watch = getWatch(db, input.tenantId, id);
     if (!watch) throw new Error(`watch ${id} vanished inside its transaction`);
     return watch;
   };

@@ -1,5 +1,5 @@
 import { and, desc, eq, getTableColumns, inArray, lt, type SQL, sql } from "drizzle-orm";
-import { type Db, transaction } from "./client.js";
+import { type Db, preparedOnce, transaction } from "./client.js";
 import { pollTargets, type Watch, type WatchStatus, watches } from "./schema.js";
 import { forgetKeyIfIdle } from "./tenants.js";
 
@@ -22,12 +22,21 @@ function selectWatches(db: Db) {
     .innerJoin(pollTargets, eq(pollTargets.id, watches.pollTargetId));
 }
 
+const byId = preparedOnce((db: Db) => ({
+  ofTenant: selectWatches(db)
+    .where(
+      and(eq(watches.id, sql.placeholder("id")), eq(watches.tenantId, sql.placeholder("tenantId"))),
+    )
+    .prepare(),
+  any: selectWatches(db)
+    .where(eq(watches.id, sql.placeholder("id")))
+    .prepare(),
+}));
+
+/** One watch with its task's last known state; `tenantId` null (admin) finds any tenant's. */
 export function getWatch(db: Db, tenantId: string | null, id: string): WatchWithTask | undefined {
-  const where =
-    tenantId === null
-      ? eq(watches.id, id)
-      : and(eq(watches.id, id), eq(watches.tenantId, tenantId));
-  return selectWatches(db).where(where).get();
+  const s = byId(db);
+  return tenantId === null ? s.any.get({ id }) : s.ofTenant.get({ id, tenantId });
 }
 
 export interface WatchFilter {
