@@ -93,8 +93,10 @@ export const watches = sqliteTable(
       .on(t.tenantId, t.taskId, t.callbackUrl)
       .where(sql`${t.status} = 'active'`),
     index("watches_tenant").on(t.tenantId, t.id),
-    index("watches_status").on(t.status, t.id),
-    index("watches_active_target").on(t.pollTargetId).where(sql`${t.status} = 'active'`),
+    // No plain index on status: SQLite would pick it for `status = 'active'` over the partial
+    // indexes below and scan every active watch. Admin lists filtered by status walk ids instead.
+    // Not partial: the foreign key from watches to poll_targets needs it too (or SQLite scans watches).
+    index("watches_target").on(t.pollTargetId, t.status),
     // MAX_ACTIVE_WATCHES_PER_KEY is checked at every registration: count only the active ones.
     index("watches_active_tenant").on(t.tenantId).where(sql`${t.status} = 'active'`),
     index("watches_active_expiry").on(t.expiresAt).where(sql`${t.status} = 'active'`),
@@ -147,9 +149,9 @@ export const deliveries = sqliteTable(
     updatedAt: integer("updated_at").notNull(),
   },
   (t) => [
+    // As for watches: no plain index on status, or the due query would scan every pending delivery.
     index("deliveries_due").on(t.nextAttemptAt).where(sql`${t.status} = 'pending'`),
     index("deliveries_watch_pending").on(t.watchId, t.id).where(sql`${t.status} = 'pending'`),
-    index("deliveries_status").on(t.status, t.id),
     index("deliveries_tenant").on(t.tenantId, t.id),
   ],
 );
