@@ -30,6 +30,8 @@ export function openDatabase(path: string, options: OpenDatabaseOptions = {}): D
   sqlite.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 200}`);
   sqlite.pragma("journal_mode = WAL");
   sqlite.pragma("synchronous = NORMAL");
+  // 16 MB of page cache (the default is 2 MB): the hot rows of ~100k watches stay in memory.
+  sqlite.pragma("cache_size = -16000");
   sqlite.pragma("foreign_keys = ON");
   const db = drizzle(sqlite, { schema });
   migrate(db, { migrationsFolder: MIGRATIONS_FOLDER });
