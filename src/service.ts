@@ -3,6 +3,7 @@ import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import { type Clock, systemClock } from "./clock.js";
 import type { Config } from "./config.js";
+import { type Checkpointer, startCheckpointer } from "./db/checkpointer.js";
 import { openDatabase } from "./db/client.js";
 import { Deliverer } from "./delivery/deliverer.js";
 import { createSender } from "./delivery/sender.js";
@@ -87,6 +88,7 @@ export function createService(opts: ServiceOptions) {
   });
 
   let server: Server | undefined;
+  let checkpointer: Checkpointer | undefined;
 
   /** Listens and starts the loops; resolves with the bound port. */
   async function start(): Promise<number> {
@@ -96,6 +98,9 @@ export function createService(opts: ServiceOptions) {
         (info: AddressInfo) => resolve(info.port),
       ) as Server;
     });
+    if (config.DATABASE_URL !== ":memory:") {
+      checkpointer = startCheckpointer(db, config.DATABASE_URL, logger);
+    }
     scheduler.start();
     deliverer.start();
     retention.start();
@@ -131,6 +136,7 @@ export function createService(opts: ServiceOptions) {
     await Promise.allSettled(
       inTime ? [upstream.close(), sender.close()] : [upstream.destroy(), sender.destroy()],
     );
+    await checkpointer?.stop();
     db.$client.close();
     logger.info({ drained: inTime }, "stopped");
     return inTime;

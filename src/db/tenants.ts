@@ -1,7 +1,7 @@
 import { eq, sql } from "drizzle-orm";
 import { generateSigningSecret } from "../delivery/sign.js";
 import { decryptSecret, encryptSecret } from "../domain/crypto.js";
-import type { Db } from "./client.js";
+import { type Db, preparedOnce } from "./client.js";
 import { tenants, watches } from "./schema.js";
 
 /** How long the secret before a rotation keeps signing webhooks beside the new one. */
@@ -88,4 +88,24 @@ export function rotateSigningSecret(
     .where(eq(tenants.id, tenantId))
     .run();
   return { current: secret, createdAt: now, previous: before.current };
+}
+
+const secretColumns = preparedOnce((db: Db) =>
+  db
+    .select({
+      current: tenants.signingSecretEnc,
+      previous: tenants.previousSecretEnc,
+      previousUntil: tenants.previousSecretExpiresAt,
+    })
+    .from(tenants)
+    .where(eq(tenants.id, sql.placeholder("id")))
+    .prepare(),
+);
+
+/** The tenant's signing secrets as stored (encrypted), or undefined when it has none yet. */
+export function storedSigningSecrets(db: Db, tenantId: string) {
+  const row = secretColumns(db).get({ id: tenantId });
+  return row?.current
+    ? { current: row.current, previous: row.previous, previousUntil: row.previousUntil }
+    : undefined;
 }

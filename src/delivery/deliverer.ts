@@ -5,8 +5,9 @@ import {
   type DueDelivery,
   deliveryStatements,
 } from "../db/delivery-queue.js";
-import { signingSecrets } from "../db/tenants.js";
+import { signingSecrets, storedSigningSecrets } from "../db/tenants.js";
 import { endWatches } from "../db/watches.js";
+import { decryptSecret } from "../domain/crypto.js";
 import type { Logger } from "../log.js";
 import { Loop } from "../loop.js";
 import type { Metrics } from "../metrics.js";
@@ -55,6 +56,8 @@ export class Deliverer {
   private finished: Finished[] = [];
   private readonly random: () => number;
   private readonly loop: Loop;
+  /** Signing secrets by ciphertext. */
+  private readonly plaintexts = new Map<string, string>();
 
   constructor(private readonly deps: DelivererDeps) {
     this.stmts = deliveryStatements(deps.db);
@@ -129,11 +132,32 @@ export class Deliverer {
     return earliest === null ? MAX_IDLE_MS : Math.min(MAX_IDLE_MS, Math.max(0, earliest - now));
   }
 
+  /**
+   * The secrets that sign a tenant's webhooks, newest first. Read with one prepared select and
+   * decrypted once per ciphertext (a rotation stores a new one, so a cached plaintext is never stale);
+   * only a tenant without a secret yet takes a write transaction to create it.
+   */
   private secretsOf(tenantId: string, now: number): string[] {
-    const s = transaction(this.deps.db, () =>
-      signingSecrets(this.deps.db, this.deps.encryptionKey, tenantId, now),
-    );
-    return s.previous === null ? [s.current] : [s.current, s.previous];
+    const stored = storedSigningSecrets(this.deps.db, tenantId);
+    if (!stored) {
+      const s = transaction(this.deps.db, () =>
+        signingSecrets(this.deps.db, this.deps.encryptionKey, tenantId, now),
+      );
+      return [s.current];
+    }
+    const current = this.decrypt(stored.current);
+    const previousValid = stored.previous !== null && (stored.previousUntil ?? 0) > now;
+    return previousValid && stored.previous ? [current, this.decrypt(stored.previous)] : [current];
+  }
+
+  private decrypt(blob: string): string {
+    let plain = this.plaintexts.get(blob);
+    if (plain === undefined) {
+      plain = decryptSecret(this.deps.encryptionKey, blob);
+      if (this.plaintexts.size > 10_000) this.plaintexts.clear();
+      this.plaintexts.set(blob, plain);
+    }
+    return plain;
   }
 
   private dispatch(

@@ -7,7 +7,7 @@ import { backoffDelay } from "../domain/backoff.js";
 import type { Logger } from "../log.js";
 import { Loop } from "../loop.js";
 import type { Metrics } from "../metrics.js";
-import { RateWindow } from "./rate-window.js";
+import { ArrivalBudget } from "./arrival-budget.js";
 import { RecentCounter } from "./recent.js";
 import { expireWatches, type PollOutcome, type RecordContext, recordOutcomes } from "./record.js";
 import { outcomeOf, type UpstreamClient } from "./upstream.js";
@@ -35,8 +35,12 @@ export interface SchedulerDeps {
   onEvents?: () => void;
 }
 
-/** The upstream counts arrivals, not our sends: a window a little over a second absorbs network jitter. */
-export const RATE_WINDOW_MS = 1050;
+/**
+ * The budgets' window. ArrivalBudget holds a request's slot until a window after it ends, so the
+ * upstream never sees more than the budget in any second however late a request arrives; the 2 ms
+ * only absorb the clocks' rounding.
+ */
+export const RATE_WINDOW_MS = 1002;
 export const LEASE_NAME = "scheduler";
 export const LEASE_TTL_MS = 15_000;
 /** Longest sleep between ticks: expiry and the leader lease are checked at least this often. */
@@ -51,12 +55,12 @@ const MAX_IDLE_MS = 1000;
 export class Scheduler {
   readonly recent = new RecentCounter();
   private readonly stmts;
-  private readonly global: RateWindow;
-  private readonly perKey = new Map<string, RateWindow>();
+  private readonly global: ArrivalBudget;
+  private readonly perKey = new Map<string, ArrivalBudget>();
   /** Per key: the next free slot handed to a deferred target, so deferred targets keep their order. */
   private readonly keySlot = new Map<string, number>();
   /** Per key after a 429: silent until, and how many 429s in a row (backoff without Retry-After). */
-  private readonly silence = new Map<string, { until: number; strikes: number }>();
+  private readonly silence = new Map<string, { until: number; strikes: number; since: number }>();
   private readonly keys = new Map<string, { apiKey: string; at: number }>();
   private readonly inFlight = new Set<Promise<void>>();
   private readonly inFlightTargets = new Set<number>();
@@ -64,12 +68,13 @@ export class Scheduler {
   private readonly holder = leaseHolder();
   private leader = false;
   private leaseCheckedAt = -Infinity;
+  private expiredAt = -Infinity;
   private readonly random: () => number;
   private readonly loop: Loop;
 
   constructor(private readonly deps: SchedulerDeps) {
     this.stmts = pollStatements(deps.db);
-    this.global = new RateWindow(deps.options.rps, RATE_WINDOW_MS);
+    this.global = new ArrivalBudget(deps.options.rps, RATE_WINDOW_MS);
     this.random = deps.random ?? Math.random;
     this.loop = new Loop({
       name: "scheduler",
@@ -131,13 +136,18 @@ export class Scheduler {
     const now = this.deps.clock.now();
     if (!this.holdsLease(now)) return LEASE_TTL_MS / 3;
     this.flush();
-    this.expire();
+    if (now - this.expiredAt >= MAX_IDLE_MS) {
+      this.expire();
+      this.expiredAt = now;
+    }
 
     const { concurrency, batchSize } = this.deps.options;
     if (this.inFlight.size >= concurrency) return MAX_IDLE_MS; // a completion wakes us
     if (this.global.nextFreeAt(now) > now) return this.global.nextFreeAt(now) - now;
 
-    const rows = this.stmts.due(now, batchSize);
+    // Claim no more than can be sent: under load a tick runs per finished poll, for one or two slots.
+    const limit = Math.min(batchSize, concurrency - this.inFlight.size);
+    const rows = this.stmts.due(now, limit);
     const send: DueTarget[] = [];
     const defer: Array<{ id: number; at: number }> = [];
     let blocked = false;
@@ -166,7 +176,7 @@ export class Scheduler {
     }
 
     if (blocked) return Math.max(1, this.global.nextFreeAt(now) - now);
-    if (rows.length === batchSize) return 0;
+    if (rows.length === limit) return 0;
     const earliest = this.stmts.earliestDue();
     return earliest === null ? MAX_IDLE_MS : Math.min(MAX_IDLE_MS, Math.max(0, earliest - now));
   }
@@ -177,7 +187,7 @@ export class Scheduler {
     if (silent && silent.until > now) return this.nextSlot(tenantId, silent.until);
     let window = this.perKey.get(tenantId);
     if (!window) {
-      window = new RateWindow(this.deps.options.rpsPerKey, RATE_WINDOW_MS);
+      window = new ArrivalBudget(this.deps.options.rpsPerKey, RATE_WINDOW_MS);
       this.perKey.set(tenantId, window);
     }
     if (window.tryAcquire(now)) return null;
@@ -202,8 +212,15 @@ export class Scheduler {
   }
 
   private dispatch(row: DueTarget, sentAt: number): void {
+    // The budgets' slots are held until the request ends: it may arrive upstream any time before.
+    const release = () => {
+      const end = this.deps.clock.now();
+      this.global.release(end);
+      this.perKey.get(row.tenantId)?.release(end);
+    };
     const apiKey = this.apiKey(row.tenantId, sentAt);
     if (apiKey === null) {
+      release();
       // No key means no active watch needs this target any more: stop polling it.
       updateTarget(this.deps.db, row.id, { active: false, leaseUntil: null });
       return;
@@ -216,8 +233,8 @@ export class Scheduler {
       this.recent.add(this.deps.clock.now(), outcome !== "2xx");
       const done: PollOutcome = { targetId: row.id, sentAt, result };
       if (result.kind === "rate_limited")
-        done.silencedUntil = this.silenceKey(row.tenantId, result.retryAfterMs);
-      else if (result.kind === "ok") this.silence.delete(row.tenantId);
+        done.silencedUntil = this.silenceKey(row.tenantId, result.retryAfterMs, sentAt);
+      else if (result.kind === "ok") this.endSilence(row.tenantId, sentAt);
       if (result.kind === "fault") {
         this.deps.logger.warn(
           { taskId: row.taskId, outcome, error: result.message },
@@ -230,6 +247,7 @@ export class Scheduler {
     });
     this.inFlightTargets.add(row.id);
     const tracked = poll.finally(() => {
+      release();
       this.inFlight.delete(tracked);
       this.inFlightTargets.delete(row.id);
       this.loop.notify();
@@ -237,15 +255,36 @@ export class Scheduler {
     this.inFlight.add(tracked);
   }
 
-  /** A 429 silences the key until Retry-After, or an exponential backoff when it gives none. */
-  private silenceKey(tenantId: string, retryAfterMs: number | null): number {
+  /**
+   * A success ends the run of 429s — unless the request was sent before the key fell silent: then it
+   * says nothing of the Retry-After still running.
+   */
+  private endSilence(tenantId: string, sentAt: number): void {
+    const silent = this.silence.get(tenantId);
+    if (silent && sentAt > silent.since) this.silence.delete(tenantId);
+  }
+
+  /**
+   * A 429 silences the key until Retry-After, or an exponential backoff when it gives none. The
+   * backoff grows with each 429 in a row; the 429s of requests already sent when the key fell silent
+   * answer for the same moment and count once, else one burst would silence a key for minutes.
+   */
+  private silenceKey(tenantId: string, retryAfterMs: number | null, sentAt: number): number {
     const now = this.deps.clock.now();
-    const strikes = (this.silence.get(tenantId)?.strikes ?? 0) + 1;
+    const previous = this.silence.get(tenantId);
+    const sameBurst = previous !== undefined && sentAt <= previous.since;
+    const strikes = (previous?.strikes ?? 0) + (sameBurst ? 0 : 1);
     const wait =
       retryAfterMs ??
-      backoffDelay(strikes, { baseMs: 1000, capMs: 5 * 60 * 1000, floorMs: 1000 }, this.random);
-    const until = Math.max(this.silence.get(tenantId)?.until ?? 0, now + wait);
-    this.silence.set(tenantId, { until, strikes });
+      (sameBurst
+        ? 0
+        : backoffDelay(
+            strikes,
+            { baseMs: 1000, capMs: 5 * 60 * 1000, floorMs: 1000 },
+            this.random,
+          ));
+    const until = Math.max(previous?.until ?? 0, now + wait);
+    this.silence.set(tenantId, { until, strikes, since: sameBurst ? previous.since : now });
     this.deps.logger.warn(
       { tenant: tenantId.slice(0, 12), waitMs: until - now },
       "upstream 429: key silenced",
