@@ -52,7 +52,9 @@ export function recordOutcomes(
   for (const outcome of outcomes) {
     const target = ctx.stmts.byId(outcome.targetId);
     if (!target) continue;
-    const floor = outcome.sentAt + ctx.bounds.minMs;
+    // Counted from the answer, not the send: a request that left or arrived late must not let the
+    // next one reach the upstream sooner than the per-task minimum after it.
+    const floor = Math.max(outcome.sentAt, ctx.now) + ctx.bounds.minMs;
     const result = outcome.result;
     switch (result.kind) {
       case "ok":
