@@ -11,6 +11,7 @@ import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { Agent, request } from "undici";
 import { systemClock } from "../src/clock.js";
+import { startCheckpointer } from "../src/db/checkpointer.js";
 import { openDatabase } from "../src/db/client.js";
 import { createMetrics } from "../src/metrics.js";
 import { Scheduler } from "../src/scheduler/scheduler.js";
@@ -43,6 +44,8 @@ export async function run(opts: BenchOptions): Promise<FigureRow[]> {
   });
   const scratch = scratchDir("polls");
   const db = openDatabase(join(scratch.dir, "polls.db"));
+  // As the service runs it: WAL checkpoints on a worker thread (src/service.ts).
+  const checkpointer = startCheckpointer(db, join(scratch.dir, "polls.db"), devNullLogger());
   const encryptionKey = randomBytes(32);
   seedWatches(db, {
     keys: KEYS,
@@ -148,6 +151,7 @@ export async function run(opts: BenchOptions): Promise<FigureRow[]> {
       },
     ];
   } finally {
+    await checkpointer.stop();
     db.$client.close();
     scratch.cleanup();
     await upstream.stop();

@@ -14,6 +14,7 @@ import { serve } from "@hono/node-server";
 import { Hono } from "hono";
 import { systemClock } from "../src/clock.js";
 import { loadConfig } from "../src/config.js";
+import { startCheckpointer } from "../src/db/checkpointer.js";
 import { openDatabase } from "../src/db/client.js";
 import { createSender } from "../src/delivery/sender.js";
 import { createApp } from "../src/http/app.js";
@@ -49,6 +50,8 @@ export async function run(opts: BenchOptions): Promise<FigureRow[]> {
   const dbPath = join(scratch.dir, "registrations.db");
   const config = loadConfig({ DATABASE_URL: dbPath, LOG_LEVEL: "info" });
   const db = openDatabase(dbPath);
+  // As the service runs it: WAL checkpoints on a worker thread (src/service.ts).
+  const checkpointer = startCheckpointer(db, dbPath, devNullLogger());
   const app = createApp({
     db,
     config,
@@ -115,6 +118,7 @@ export async function run(opts: BenchOptions): Promise<FigureRow[]> {
   } finally {
     await new Promise((resolve) => real.close(resolve));
     await new Promise((resolve) => base.close(resolve));
+    await checkpointer.stop();
     db.$client.close();
     scratch.cleanup();
   }

@@ -10,6 +10,7 @@ import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { Agent, request } from "undici";
 import { systemClock } from "../src/clock.js";
+import { startCheckpointer } from "../src/db/checkpointer.js";
 import { openDatabase, transaction } from "../src/db/client.js";
 import { appendEvent } from "../src/db/outbox.js";
 import type { Watch } from "../src/db/schema.js";
@@ -34,6 +35,8 @@ export async function run(opts: BenchOptions): Promise<FigureRow[]> {
   const receiver = await startServerChild("bench/servers/receiver.ts");
   const scratch = scratchDir("webhooks");
   const db = openDatabase(join(scratch.dir, "webhooks.db"));
+  // As the service runs it: WAL checkpoints on a worker thread (src/service.ts).
+  const checkpointer = startCheckpointer(db, join(scratch.dir, "webhooks.db"), devNullLogger());
   const encryptionKey = randomBytes(32);
   const callbackUrl = `${receiver.url}/hooks/vibepeak`;
   seedWatches(db, {
@@ -195,6 +198,7 @@ export async function run(opts: BenchOptions): Promise<FigureRow[]> {
       },
     ];
   } finally {
+    await checkpointer.stop();
     db.$client.close();
     scratch.cleanup();
     await receiver.stop();
