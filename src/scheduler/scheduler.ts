@@ -9,7 +9,13 @@ import { Loop } from "../loop.js";
 import type { Metrics } from "../metrics.js";
 import { ArrivalBudget } from "./arrival-budget.js";
 import { RecentCounter } from "./recent.js";
-import { expireWatches, type PollOutcome, type RecordContext, recordOutcomes } from "./record.js";
+import {
+  expireWatches,
+  type PollOutcome,
+  type RecordContext,
+  type RecordSummary,
+  recordOutcomes,
+} from "./record.js";
 import { outcomeOf, type UpstreamClient } from "./upstream.js";
 
 export interface SchedulerOptions {
@@ -135,50 +141,73 @@ export class Scheduler {
   async tick(): Promise<number> {
     const now = this.deps.clock.now();
     if (!this.holdsLease(now)) return LEASE_TTL_MS / 3;
-    this.flush();
     if (now - this.expiredAt >= MAX_IDLE_MS) {
       this.expire();
       this.expiredAt = now;
     }
 
     const { concurrency, batchSize } = this.deps.options;
-    if (this.inFlight.size >= concurrency) return MAX_IDLE_MS; // a completion wakes us
-    if (this.global.nextFreeAt(now) > now) return this.global.nextFreeAt(now) - now;
+    if (this.inFlight.size >= concurrency || this.global.nextFreeAt(now) > now) {
+      this.flush();
+      // A completion wakes us; else the budget's next free slot.
+      return this.inFlight.size >= concurrency ? MAX_IDLE_MS : this.global.nextFreeAt(now) - now;
+    }
 
     // Claim no more than can be sent: under load a tick runs per finished poll, for one or two slots.
     const limit = Math.min(batchSize, concurrency - this.inFlight.size);
+    const leaseUntil = now + this.deps.options.timeoutMs + 5000;
+    const batch = this.finished;
+    this.finished = [];
+    const ctx = this.recordContext();
+    let claim: ReturnType<typeof this.claim> & { recorded: RecordSummary | null };
+    try {
+      // One commit per tick: the polls that finished and the ones that start.
+      claim = transaction(this.deps.db, () => {
+        const recorded = batch.length > 0 ? recordOutcomes(ctx, batch) : null;
+        return { ...this.claim(now, limit, leaseUntil), recorded };
+      });
+    } catch (err) {
+      this.finished = batch.concat(this.finished);
+      throw err;
+    }
+    if (claim.recorded) this.count(claim.recorded.events, claim.recorded.backwards);
+    for (const row of claim.send) {
+      this.deps.metrics.pollLateness.observe(Math.max(0, now - row.dueAt) / 1000);
+      this.dispatch(row, now);
+    }
+
+    if (claim.blocked) return Math.max(1, this.global.nextFreeAt(now) - now);
+    if (claim.claimed === limit) return 0;
+    const earliest = this.stmts.earliestDue();
+    return earliest === null ? MAX_IDLE_MS : Math.min(MAX_IDLE_MS, Math.max(0, earliest - now));
+  }
+
+  /**
+   * Inside the tick's transaction: the due targets, oldest first, sent while the budgets allow
+   * (leased) or, for a busy or silenced key, pushed to that key's next free slot.
+   */
+  private claim(now: number, limit: number, leaseUntil: number) {
     const rows = this.stmts.due(now, limit);
     const send: DueTarget[] = [];
-    const defer: Array<{ id: number; at: number }> = [];
     let blocked = false;
     for (const row of rows) {
-      if (this.inFlight.size + send.length >= concurrency || this.global.nextFreeAt(now) > now) {
+      if (
+        this.inFlight.size + send.length >= this.deps.options.concurrency ||
+        this.global.nextFreeAt(now) > now
+      ) {
         blocked = true;
         break;
       }
       const wait = this.keyWait(row.tenantId, now);
       if (wait !== null) {
-        defer.push({ id: row.id, at: wait });
+        this.stmts.defer(row.id, wait);
         continue;
       }
       this.global.tryAcquire(now);
+      this.stmts.lease(row.id, now, leaseUntil);
       send.push(row);
     }
-
-    const leaseUntil = now + this.deps.options.timeoutMs + 5000;
-    transaction(this.deps.db, () => {
-      for (const row of send) this.stmts.lease(row.id, now, leaseUntil);
-      for (const d of defer) this.stmts.defer(d.id, d.at);
-    });
-    for (const row of send) {
-      this.deps.metrics.pollLateness.observe(Math.max(0, now - row.dueAt) / 1000);
-      this.dispatch(row, now);
-    }
-
-    if (blocked) return Math.max(1, this.global.nextFreeAt(now) - now);
-    if (rows.length === limit) return 0;
-    const earliest = this.stmts.earliestDue();
-    return earliest === null ? MAX_IDLE_MS : Math.min(MAX_IDLE_MS, Math.max(0, earliest - now));
+    return { send, blocked, claimed: rows.length };
   }
 
   /** null when the key may send now (and takes its token); else when its target should be retried. */
