@@ -107,17 +107,32 @@ export class Deliverer {
   }
 
   async tick(): Promise<number> {
-    this.flush();
     const now = this.deps.clock.now();
     const free = this.deps.options.concurrency - this.inFlight.size;
-    if (free <= 0) return MAX_IDLE_MS;
+    if (free <= 0) {
+      this.flush();
+      return MAX_IDLE_MS;
+    }
     const limit = Math.min(free, this.deps.options.batchSize ?? 200);
     const leaseUntil = now + this.deps.options.timeoutMs + 5000;
-    const claimed = transaction(this.deps.db, () => {
-      const rows = this.stmts.due(now, limit);
-      for (const row of rows) this.stmts.lease(row.id, leaseUntil);
-      return rows;
-    });
+    const batch = this.finished;
+    this.finished = [];
+    let tx: { outcomes: string[]; claimed: DueDelivery[] };
+    try {
+      // One commit per tick: the attempts that finished (which may free a watch's next event),
+      // then the deliveries that start.
+      tx = transaction(this.deps.db, () => {
+        const outcomes = batch.map((f) => this.record(f));
+        const claimed = this.stmts.due(now, limit);
+        for (const row of claimed) this.stmts.lease(row.id, leaseUntil);
+        return { outcomes, claimed };
+      });
+    } catch (err) {
+      this.finished = batch.concat(this.finished);
+      throw err;
+    }
+    for (const outcome of tx.outcomes) this.deps.metrics.deliveries.inc({ outcome });
+    const { claimed } = tx;
     const secrets = new Map<string, string[]>();
     for (const delivery of claimed) {
       let tenantSecrets = secrets.get(delivery.tenantId);
