@@ -13,7 +13,7 @@
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { type Db, openDatabase, transaction } from "../src/db/client.js";
-import { pollAt, pollStatements } from "../src/db/polls.js";
+import { pollStatements } from "../src/db/polls.js";
 import { type BenchOptions, type FigureRow, figureMain } from "./lib/figure.js";
 import { measurePairs, type PairResult } from "./lib/pairs.js";
 import { scratchDir } from "./lib/quiet.js";
@@ -101,7 +101,8 @@ function paths(db: Db) {
             rejectCode: null,
             rejectCount: 0,
             active: true,
-            ...pollAt(now + 1),
+            nextPollAt: now + 1,
+            dueAt: now + 1,
           });
           stmts.activeWatches(id);
         }

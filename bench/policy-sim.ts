@@ -21,7 +21,7 @@ import { openDatabase } from "../src/db/client.js";
 import { createSender } from "../src/delivery/sender.js";
 import { createApp } from "../src/http/app.js";
 import { createMetrics } from "../src/metrics.js";
-import { Scheduler } from "../src/scheduler/scheduler.js";
+import { Scheduler, schedulerOptions } from "../src/scheduler/scheduler.js";
 import type { PollResult, UpstreamClient } from "../src/scheduler/upstream.js";
 import { type BenchOptions, type FigureRow, figureMain, log } from "./lib/figure.js";
 import { devNullLogger } from "./lib/quiet.js";
@@ -217,15 +217,7 @@ async function taskhook(tasks: SimTask[], seed: number): Promise<SimOutcome> {
     upstream: fakeUpstream(new Map(tasks.map((t) => [t.taskId, t])), seed + 1, progress),
     encryptionKey,
     random: mulberry32(seed + 2),
-    options: {
-      minIntervalMs: config.POLL_INTERVAL_MIN_MS,
-      maxIntervalMs: config.POLL_INTERVAL_MAX_MS,
-      rps: config.UPSTREAM_RPS,
-      rpsPerKey: config.UPSTREAM_RPS_PER_KEY,
-      concurrency: config.UPSTREAM_CONCURRENCY,
-      timeoutMs: config.UPSTREAM_TIMEOUT_MS,
-      batchSize: config.SCHEDULER_BATCH_SIZE,
-    },
+    options: schedulerOptions(config),
   });
   const earliestDue = db.$client
     .prepare("SELECT min(next_poll_at) AS at FROM poll_targets WHERE active = 1")

@@ -5,13 +5,13 @@ import { type Clock, systemClock } from "./clock.js";
 import type { Config } from "./config.js";
 import { type Checkpointer, startCheckpointer } from "./db/checkpointer.js";
 import { openDatabase } from "./db/client.js";
-import { Deliverer } from "./delivery/deliverer.js";
+import { Deliverer, delivererOptions } from "./delivery/deliverer.js";
 import { createSender } from "./delivery/sender.js";
 import { createApp } from "./http/app.js";
 import type { Logger } from "./log.js";
 import { createMetrics } from "./metrics.js";
 import { Retention } from "./retention.js";
-import { Scheduler } from "./scheduler/scheduler.js";
+import { Scheduler, schedulerOptions } from "./scheduler/scheduler.js";
 import { createUpstreamClient } from "./scheduler/upstream.js";
 
 export interface ServiceOptions {
@@ -50,15 +50,7 @@ export function createService(opts: ServiceOptions) {
     metrics,
     upstream,
     encryptionKey,
-    options: {
-      minIntervalMs: config.POLL_INTERVAL_MIN_MS,
-      maxIntervalMs: config.POLL_INTERVAL_MAX_MS,
-      rps: config.UPSTREAM_RPS,
-      rpsPerKey: config.UPSTREAM_RPS_PER_KEY,
-      concurrency: config.UPSTREAM_CONCURRENCY,
-      timeoutMs: config.UPSTREAM_TIMEOUT_MS,
-      batchSize: config.SCHEDULER_BATCH_SIZE,
-    },
+    options: schedulerOptions(config),
   });
   const deliverer: Deliverer = new Deliverer({
     db,
@@ -67,11 +59,7 @@ export function createService(opts: ServiceOptions) {
     metrics,
     sender,
     encryptionKey,
-    options: {
-      concurrency: config.DELIVERY_CONCURRENCY,
-      timeoutMs: config.DELIVERY_TIMEOUT_MS,
-      schedule: config.DELIVERY_RETRY_SCHEDULE,
-    },
+    options: delivererOptions(config),
   });
   const retention = new Retention({ db, clock, logger, retentionDays: config.RETENTION_DAYS });
   const app = createApp({

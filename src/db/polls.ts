@@ -136,9 +136,6 @@ export type RecordedTarget = Pick<
   | "active"
 >;
 
-/** The next poll time set by the interval policy: due then, and claimable then. */
-export const pollAt = (at: number) => ({ nextPollAt: at, dueAt: at });
-
 /** Writes the outcome fields of a poll (not the status: that is the caller's business). */
 export function updateTarget(db: Db, id: number, values: Partial<PollTarget>): void {
   db.update(pollTargets).set(values).where(eq(pollTargets.id, id)).run();

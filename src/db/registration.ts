@@ -40,6 +40,9 @@ const statements = preparedOnce((db: Db) => ({
     .from(watches)
     .where(sql`${watches.tenantId} = ${p("tenantId")} AND ${watches.status} = 'active'`)
     .prepare(),
+  // Creates the tenant on first use and (re)stores its API key, encrypted, for the scheduler. The
+  // fresh ciphertext replaces the stored one (the same key: the tenant is its hash), so a blob that
+  // no longer decrypts (ENCRYPTION_KEY replaced) heals on the tenant's next registration.
   storeKey: db
     .insert(tenants)
     .values({ id: p("tenantId"), apiKeyEnc: p("apiKeyEnc"), createdAt: p("now") })

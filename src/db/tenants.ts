@@ -7,18 +7,6 @@ import { tenants, watches } from "./schema.js";
 /** How long the secret before a rotation keeps signing webhooks beside the new one. */
 export const ROTATION_OVERLAP_MS = 24 * 60 * 60 * 1000;
 
-/**
- * Creates the tenant on first use and (re)stores its API key, already encrypted, for the scheduler.
- * The fresh ciphertext replaces the stored one (the same key, as the tenant is its hash), so a
- * blob that no longer decrypts (ENCRYPTION_KEY replaced) heals on the tenant's next registration.
- */
-export function storeTenantKey(db: Db, tenantId: string, apiKeyEnc: string, now: number): void {
-  db.insert(tenants)
-    .values({ id: tenantId, apiKeyEnc, createdAt: now })
-    .onConflictDoUpdate({ target: tenants.id, set: { apiKeyEnc } })
-    .run();
-}
-
 export function tenantApiKey(db: Db, key: Buffer, tenantId: string): string | null {
   const row = db
     .select({ apiKeyEnc: tenants.apiKeyEnc })

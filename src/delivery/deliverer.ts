@@ -1,4 +1,5 @@
 import type { Clock } from "../clock.js";
+import type { Config } from "../config.js";
 import { type Db, transaction } from "../db/client.js";
 import {
   type DeliveryStatements,
@@ -20,6 +21,15 @@ export interface DelivererOptions {
   /** Delays before each attempt, from the previous one (DELIVERY_RETRY_SCHEDULE). */
   schedule: readonly number[];
   batchSize?: number;
+}
+
+/** The deliverer's settings from the configuration (SPEC §7). */
+export function delivererOptions(config: Config): DelivererOptions {
+  return {
+    concurrency: config.DELIVERY_CONCURRENCY,
+    timeoutMs: config.DELIVERY_TIMEOUT_MS,
+    schedule: config.DELIVERY_RETRY_SCHEDULE,
+  };
 }
 
 export interface DelivererDeps {

@@ -1,4 +1,5 @@
 import type { Clock } from "../clock.js";
+import type { Config } from "../config.js";
 import { type Db, transaction } from "../db/client.js";
 import { acquireLease, leaseHolder, releaseLease, takeOverDeadLease } from "../db/leases.js";
 import { type DueTarget, pollStatements, updateTarget } from "../db/polls.js";
@@ -26,6 +27,19 @@ export interface SchedulerOptions {
   concurrency: number;
   timeoutMs: number;
   batchSize: number;
+}
+
+/** The scheduler's settings from the configuration (SPEC §7). */
+export function schedulerOptions(config: Config): SchedulerOptions {
+  return {
+    minIntervalMs: config.POLL_INTERVAL_MIN_MS,
+    maxIntervalMs: config.POLL_INTERVAL_MAX_MS,
+    rps: config.UPSTREAM_RPS,
+    rpsPerKey: config.UPSTREAM_RPS_PER_KEY,
+    concurrency: config.UPSTREAM_CONCURRENCY,
+    timeoutMs: config.UPSTREAM_TIMEOUT_MS,
+    batchSize: config.SCHEDULER_BATCH_SIZE,
+  };
 }
 
 export interface SchedulerDeps {

@@ -1,22 +1,15 @@
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
-import { type ServiceProcess, startService } from "../support/child.js";
-import {
-  completed,
-  type FakeUpstream,
-  failed,
-  processing,
-  queued,
-  startFakeUpstream,
-} from "../support/fake-upstream.js";
-import { type ReceivedRequest, type Receiver, startReceiver } from "../support/receiver.js";
+import { expect, it } from "vitest";
+import { startService } from "../support/child.js";
+import { completed, failed, processing, queued } from "../support/fake-upstream.js";
+import type { ReceivedRequest } from "../support/receiver.js";
 import {
   auditReceiver,
   call,
   compareWithOutbox,
   serviceEnv,
   storedEvents,
-  tempDir,
+  useWorld,
   waitUntil,
   withDb,
 } from "./harness.js";
@@ -42,27 +35,7 @@ const figures = new Figures(
   `${WATCHES} watches whose tasks go processing then completed or failed while their consumer is away: connection refused for ${PHASE_MS / 1000} s, then 500s for ${PHASE_MS / 1000} s, then no answer at all (DELIVERY_TIMEOUT_MS=300) for ${PHASE_MS / 1000} s — ${(PHASES.length * PHASE_MS) / 1000} s in all, longer than the whole DELIVERY_RETRY_SCHEDULE=${SCHEDULE} (about 4.5 s). Then the consumer answers 200 again; the deliveries left failed are listed by GET /admin/deliveries?status=failed and replayed with POST /admin/deliveries/{id}/retry.`,
 );
 
-let up: FakeUpstream;
-let rx: Receiver;
-let dir: ReturnType<typeof tempDir>;
-let svc: ServiceProcess | undefined;
-
-beforeAll(async () => {
-  up = await startFakeUpstream();
-  rx = await startReceiver();
-  dir = tempDir("outage");
-});
-
-afterEach((ctx) => figures.outcome(ctx.task.name, ctx.task.result?.state));
-
-afterAll(async () => {
-  svc?.kill("SIGKILL");
-  await svc?.exited;
-  await rx.close();
-  await up.close();
-  dir.remove();
-  figures.save();
-});
+const w = useWorld("outage", figures);
 
 interface Json {
   data: { watch_id: string; sequence: number };
@@ -70,7 +43,7 @@ interface Json {
 
 it("delivers every event in order once the consumer is back; what ran out of schedule is failed and replayed", async () => {
   const started = Date.now();
-  const env = serviceEnv(dir.path, up.url, {
+  const env = serviceEnv(w.dir.path, w.up.url, {
     POLL_INTERVAL_MIN_MS: "100",
     POLL_INTERVAL_MAX_MS: "300",
     UPSTREAM_RPS: "200",
@@ -78,15 +51,15 @@ it("delivers every event in order once the consumer is back; what ran out of sch
     DELIVERY_TIMEOUT_MS: "300",
     DELIVERY_RETRY_SCHEDULE: SCHEDULE,
   });
-  const dbPath = join(dir.path, "taskhook.db");
-  svc = await startService(env);
-  const base = svc.url;
+  const dbPath = join(w.dir.path, "taskhook.db");
+  w.svc = await startService(env);
+  const base = w.svc.url;
   const secret = (await call(base, "GET", "/v1/signing-secret", { key: KEY })).body.secret;
 
   // The receiver's answer by phase; those answered 200 are the deliveries that succeeded.
   let phase: "ok" | "500" | "hang" = "ok";
   const answered: ReceivedRequest[] = [];
-  rx.setResponder((req) => {
+  w.rx.setResponder((req) => {
     if (phase === "500") return { status: 500, body: "down for maintenance" };
     if (phase === "hang") return "hang";
     answered.push(req);
@@ -95,14 +68,14 @@ it("delivers every event in order once the consumer is back; what ran out of sch
 
   const watchIds: string[] = [];
   for (let i = 0; i < WATCHES; i += 1) {
-    up.addTask({
+    w.up.addTask({
       taskId: `task_out_${i}`,
       apiKey: KEY,
       lifecycle: [queued(4, Date.now() + 600_000)],
     });
     const res = await call(base, "POST", "/v1/watches", {
       key: KEY,
-      body: { task_id: `task_out_${i}`, callback_url: `${rx.url}/hook/${i}` },
+      body: { task_id: `task_out_${i}`, callback_url: `${w.rx.url}/hook/${i}` },
     });
     expect(res.status).toBe(201);
     watchIds.push(res.body.id);
@@ -116,7 +89,7 @@ it("delivers every event in order once the consumer is back; what ran out of sch
   for (let i = 0; i < WATCHES; i += 1) {
     const toProcessing = 500 + (i % 10) * 400;
     const toEnd = 5_000 + (i % 10) * 200;
-    up.addTask({
+    w.up.addTask({
       taskId: `task_out_${i}`,
       apiKey: KEY,
       lifecycle: {
@@ -128,17 +101,17 @@ it("delivers every event in order once the consumer is back; what ran out of sch
       },
     });
   }
-  await rx.down();
+  await w.rx.down();
   const refusedAt = Date.now();
   await new Promise((resolve) => setTimeout(resolve, PHASE_MS));
   phase = "500";
-  await rx.up();
+  await w.rx.up();
   await new Promise((resolve) => setTimeout(resolve, PHASE_MS));
   phase = "hang";
   await new Promise((resolve) => setTimeout(resolve, PHASE_MS));
   phase = "ok";
   const backAt = Date.now();
-  const duringOutage = rx.requests.filter((r) => r.at < backAt).length;
+  const duringOutage = w.rx.requests.filter((r) => r.at < backAt).length;
 
   let lastStats: unknown;
   const settled = async () => {
@@ -181,7 +154,7 @@ it("delivers every event in order once the consumer is back; what ran out of sch
     ),
   );
   const beforeReplay = answered.length;
-  const replayIndex = rx.requests.length;
+  const replayIndex = w.rx.requests.length;
 
   for (const delivery of failedList) {
     const res = await call(base, "POST", `/admin/deliveries/${delivery.id}/retry`, { admin: true });
@@ -194,16 +167,16 @@ it("delivers every event in order once the consumer is back; what ran out of sch
       (await call(base, "GET", "/admin/stats", { admin: true })).body.deliveries.failed === 0,
     { timeoutMs: 15_000, intervalMs: 200, state: () => lastStats },
   );
-  svc.kill("SIGTERM");
-  expect(await svc.exited).toBe(0);
-  svc = undefined;
+  w.svc.kill("SIGTERM");
+  expect(await w.svc.exited).toBe(0);
+  w.svc = undefined;
 
   const stored = storedEvents(dbPath);
   const audit = auditReceiver(answered, () => secret);
   const compared = compareWithOutbox(stored, audit);
   // In order per watch: before the replay, a watch's events are attempted (whatever the answer)
   // strictly one after the other, and first delivered in sequence order.
-  const preReplay = rx.requests.slice(0, replayIndex);
+  const preReplay = w.rx.requests.slice(0, replayIndex);
   const attemptsOutOfOrder = watchIds.filter((w) => {
     const seqs = preReplay
       .filter((r) => (r.json as Json | null)?.data.watch_id === w)

@@ -1,16 +1,7 @@
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
-import { type ServiceProcess, startService } from "../support/child.js";
-import {
-  completed,
-  type FakeUpstream,
-  failed,
-  mulberry32,
-  processing,
-  queued,
-  startFakeUpstream,
-} from "../support/fake-upstream.js";
-import { type Receiver, startReceiver } from "../support/receiver.js";
+import { expect, it } from "vitest";
+import { startService } from "../support/child.js";
+import { completed, failed, mulberry32, processing, queued } from "../support/fake-upstream.js";
 import {
   auditReceiver,
   call,
@@ -18,7 +9,7 @@ import {
   leasedDeliveries,
   serviceEnv,
   storedEvents,
-  tempDir,
+  useWorld,
   waitUntil,
   withDb,
 } from "./harness.js";
@@ -57,33 +48,13 @@ const figures = new Figures(
   `${TASKS} tasks over ${KEYS.length} API keys, each queued ${QUEUED_MS / 1000} s then processing ${PROCESSING_MS / 1000} s (plus up to 1 s each) then completed or failed, registered in batches of ${BATCH}; the child service is killed with SIGKILL ${KILLS} times (at random moments, right after a webhook reached a slow endpoint, or while polls were in flight) and restarted on the same database file with the same ENCRYPTION_KEY. The receiver answers some paths slowly so that deliveries are in flight at a kill; 10 % of upstream answers are slow.`,
 );
 
-let up: FakeUpstream;
-let rx: Receiver;
-let dir: ReturnType<typeof tempDir>;
-let svc: ServiceProcess | undefined;
-
-beforeAll(async () => {
-  up = await startFakeUpstream();
-  rx = await startReceiver();
-  dir = tempDir("crash");
-});
-
-afterEach((ctx) => figures.outcome(ctx.task.name, ctx.task.result?.state));
-
-afterAll(async () => {
-  svc?.kill("SIGKILL");
-  await svc?.exited;
-  await rx.close();
-  await up.close();
-  dir.remove();
-  figures.save();
-});
+const w = useWorld("crash", figures);
 
 it("delivers every recorded transition across SIGKILLs at random moments, duplicates only what was in flight", async () => {
   const random = mulberry32(SEED);
   figures.set("seed (RELIABILITY_SEED)", SEED);
   const started = Date.now();
-  const env = serviceEnv(dir.path, up.url, {
+  const env = serviceEnv(w.dir.path, w.up.url, {
     POLL_INTERVAL_MIN_MS: "150",
     POLL_INTERVAL_MAX_MS: "500",
     UPSTREAM_TIMEOUT_MS: "1000",
@@ -93,18 +64,18 @@ it("delivers every recorded transition across SIGKILLs at random moments, duplic
     DELIVERY_RETRY_SCHEDULE: "0s,200ms,500ms,1s,2s,5s",
     SHUTDOWN_GRACE_MS: "3000",
   });
-  const dbPath = join(dir.path, "taskhook.db");
-  rx.setResponder((req) =>
+  const dbPath = join(w.dir.path, "taskhook.db");
+  w.rx.setResponder((req) =>
     req.path.startsWith("/slow/")
       ? { status: 200, body: "ok", delayMs: 300 + Math.floor(random() * 600) }
       : { status: 200, body: "ok" },
   );
-  up.setFaultRate(0.1, [{ kind: "slow", delayMs: 300 }], SEED);
+  w.up.setFaultRate(0.1, [{ kind: "slow", delayMs: 300 }], SEED);
 
-  svc = await startService(env);
+  w.svc = await startService(env);
   const secrets = new Map<string, string>();
   for (const key of KEYS) {
-    const res = await call(svc.url, "GET", "/v1/signing-secret", { key });
+    const res = await call(w.svc.url, "GET", "/v1/signing-secret", { key });
     expect(res.status).toBe(200);
     secrets.set(key, res.body.secret);
   }
@@ -112,7 +83,7 @@ it("delivers every recorded transition across SIGKILLs at random moments, duplic
   /** Retries a call through kills and restarts until the service that is up answers it. */
   async function persist(method: string, path: string, key: string, body: unknown) {
     for (;;) {
-      const base = svc?.url;
+      const base = w.svc?.url;
       if (base) {
         try {
           const res = await call(base, method, path, { key, body, timeoutMs: 5_000 });
@@ -145,7 +116,7 @@ it("delivers every recorded transition across SIGKILLs at random moments, duplic
           const toProcessing = QUEUED_MS + Math.floor(random() * 1000);
           const toEnd = toProcessing + PROCESSING_MS + Math.floor(random() * 1000);
           lifeOf.set(taskId, { t0, toProcessing, toEnd, end });
-          up.addTask({
+          w.up.addTask({
             taskId,
             apiKey: key,
             lifecycle: {
@@ -162,7 +133,7 @@ it("delivers every recorded transition across SIGKILLs at random moments, duplic
           const path = n % 3 === 0 ? `/slow/${n}` : `/fast/${n}`;
           const res = await persist("POST", "/v1/watches", key, {
             task_id: taskId,
-            callback_url: `${rx.url}${path}`,
+            callback_url: `${w.rx.url}${path}`,
           });
           expect([200, 201], JSON.stringify(res.body)).toContain(res.status);
           keyOfWatch.set(res.body.id, key);
@@ -186,44 +157,44 @@ it("delivers every recorded transition across SIGKILLs at random moments, duplic
       const mode = ["random", "delivery in flight", "poll in flight"][k % 3] ?? "random";
       await new Promise((resolve) => setTimeout(resolve, 1_000 + Math.floor(random() * 2_000)));
       if (mode === "delivery in flight") {
-        const before = rx.requests.filter((r) => r.path.startsWith("/slow/")).length;
-        await rx
+        const before = w.rx.requests.filter((r) => r.path.startsWith("/slow/")).length;
+        await w.rx
           .waitFor(
             (reqs) => reqs.filter((r) => r.path.startsWith("/slow/")).length > before,
             10_000,
           )
           .catch(() => undefined);
       } else if (mode === "poll in flight") {
-        await waitUntil("a poll is in flight", () => up.inFlight > 0, {
+        await waitUntil("a poll is in flight", () => w.up.inFlight > 0, {
           timeoutMs: 10_000,
           intervalMs: 5,
         }).catch(() => undefined);
       }
-      const dying = svc;
+      const dying = w.svc;
       killedAt.push(Date.now());
       dying?.kill("SIGKILL");
       expect(await dying?.exited).toBe("SIGKILL");
       killModes[mode] = (killModes[mode] ?? 0) + 1;
       for (const id of leasedDeliveries(dbPath)) inFlightAtKill.add(id);
       const restarting = Date.now();
-      svc = await startService(env);
+      w.svc = await startService(env);
       const listening = Date.now();
       restartMs = Math.max(restartMs, listening - restarting);
       // The new process must not wait out the dead one's scheduler lease (15 s): it polls at once.
-      if (svc.lines.some((l) => l.includes("scheduler lease taken: polling"))) leaderAtStart += 1;
+      if (w.svc.lines.some((l) => l.includes("scheduler lease taken: polling"))) leaderAtStart += 1;
       const active = withDb(dbPath, (db) =>
         Number(db.prepare("select count(*) from poll_targets where active = 1").pluck().get()),
       );
       if (active > 0) {
         await waitUntil(
           "the restarted process polls",
-          () => up.requests.some((r) => r.at >= listening),
+          () => w.up.requests.some((r) => r.at >= listening),
           {
             timeoutMs: 10_000,
             intervalMs: 10,
           },
         );
-        const firstPoll = up.requests.find((r) => r.at >= listening)?.at ?? listening;
+        const firstPoll = w.up.requests.find((r) => r.at >= listening)?.at ?? listening;
         firstPollAfterRestartMs = Math.max(firstPollAfterRestartMs, firstPoll - listening);
       }
     }
@@ -235,7 +206,7 @@ it("delivers every recorded transition across SIGKILLs at random moments, duplic
   await waitUntil(
     "every watch has ended and the outbox is empty",
     async () => {
-      const base = svc?.url ?? "";
+      const base = w.svc?.url ?? "";
       const stats = await call(base, "GET", "/admin/stats", { admin: true });
       return (
         stats.status === 200 &&
@@ -245,12 +216,14 @@ it("delivers every recorded transition across SIGKILLs at random moments, duplic
     },
     { timeoutMs: 60_000, intervalMs: 250 },
   );
-  svc?.kill("SIGTERM");
-  expect(await svc?.exited).toBe(0);
-  svc = undefined;
+  w.svc?.kill("SIGTERM");
+  expect(await w.svc?.exited).toBe(0);
+  w.svc = undefined;
 
   const stored = storedEvents(dbPath);
-  const audit = auditReceiver(rx.requests, (watchId) => secrets.get(keyOfWatch.get(watchId) ?? ""));
+  const audit = auditReceiver(w.rx.requests, (watchId) =>
+    secrets.get(keyOfWatch.get(watchId) ?? ""),
+  );
   const compared = compareWithOutbox(stored, audit);
   const unexplained = [...audit.duplicates.keys()].filter((id) => !inFlightAtKill.has(id));
   const watchRows = withDb(
@@ -272,7 +245,7 @@ it("delivers every recorded transition across SIGKILLs at random moments, duplic
   // A slow answer (10 % of them, 300 ms late) tells the status of when it leaves, not of its arrival.
   const answered = (taskId: string, certain: boolean) => {
     const statuses = new Set<string>();
-    for (const r of up.requestsFor(taskId)) {
+    for (const r of w.up.requestsFor(taskId)) {
       if (r.status !== 200) continue;
       if (r.fault === undefined && (!certain || recorded(r.at)))
         statuses.add(statusAt(taskId, r.at));
@@ -326,7 +299,7 @@ it("delivers every recorded transition across SIGKILLs at random moments, duplic
   figures.set("deliveries in flight at a kill", inFlightAtKill.size);
   figures.set("duplicated webhook-ids", audit.duplicates.size);
   figures.set("duplicates not in flight at a kill", unexplained.length);
-  figures.set("upstream requests", up.requests.length);
+  figures.set("upstream requests", w.up.requests.length);
   figures.set("integrity_check", String(integrity));
   figures.set("scenario duration (s)", (Date.now() - started) / 1000);
 

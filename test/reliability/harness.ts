@@ -10,7 +10,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { Webhook } from "standardwebhooks";
-import type { ReceivedRequest } from "../support/receiver.js";
+import { afterAll, afterEach, beforeAll } from "vitest";
+import type { ServiceProcess } from "../support/child.js";
+import { type FakeUpstream, startFakeUpstream } from "../support/fake-upstream.js";
+import { type ReceivedRequest, type Receiver, startReceiver } from "../support/receiver.js";
+import type { Figures } from "./report.js";
 
 export const ADMIN_TOKEN = "reliability-admin-token-0123456789";
 
@@ -286,4 +290,35 @@ export function percentile(values: readonly number[], p: number): number {
   if (values.length === 0) return 0;
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? 0;
+}
+
+/** What a child-process scenario runs against: the fake upstream, the receiver, a folder, the service. */
+export interface World {
+  up: FakeUpstream;
+  rx: Receiver;
+  dir: { path: string; remove(): void };
+  svc: ServiceProcess | undefined;
+}
+
+/**
+ * Starts the world before the file's tests and tears it down after them (the child killed, the
+ * servers closed, the folder removed, the figures saved); its fields are set once `beforeAll` ran.
+ */
+export function useWorld(name: string, figures: Figures): World {
+  const world = { svc: undefined } as World;
+  beforeAll(async () => {
+    world.up = await startFakeUpstream();
+    world.rx = await startReceiver();
+    world.dir = tempDir(name);
+  });
+  afterEach((ctx) => figures.outcome(ctx.task.name, ctx.task.result?.state));
+  afterAll(async () => {
+    world.svc?.kill("SIGKILL");
+    await world.svc?.exited;
+    await world.rx.close();
+    await world.up.close();
+    world.dir.remove();
+    figures.save();
+  });
+  return world;
 }

@@ -1,14 +1,13 @@
 import { join } from "node:path";
 import { Pool } from "undici";
-import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { openDatabase } from "../../src/db/client.js";
 import { registerWatch } from "../../src/db/registration.js";
 import { encryptSecret, hashApiKey, parseEncryptionKey } from "../../src/domain/crypto.js";
 import { normalizeEventTypes } from "../../src/domain/events.js";
-import { type ServiceProcess, startService } from "../support/child.js";
-import { type FakeUpstream, queued, startFakeUpstream } from "../support/fake-upstream.js";
-import { type Receiver, startReceiver } from "../support/receiver.js";
-import { call, percentile, serviceEnv, tempDir, waitUntil } from "./harness.js";
+import { startService } from "../support/child.js";
+import { queued } from "../support/fake-upstream.js";
+import { call, percentile, serviceEnv, useWorld, waitUntil } from "./harness.js";
 import { Figures } from "./report.js";
 
 /**
@@ -35,27 +34,7 @@ const figures = new Figures(
   `${SEEDED} watches over ${KEYS.length} API keys are registered in the database file before the child service starts, through the same registration code as the API, and given next polls spread over the coming minute (as if the service had been running); then ${CONCURRENT} more arrive over HTTP from ${CLIENTS} concurrent clients (an undici Pool of ${CLIENTS} connections), each wanting its first poll at once. Every task answers queued, deep in the queue, an hour from its estimate, so with POLL_INTERVAL_MAX_MS=${MAX_INTERVAL_MS} each is polled every 54–60 s: about 170 requests a second at 10,000 watches. UPSTREAM_RPS and UPSTREAM_RPS_PER_KEY are set high, so only the service itself limits the pace. Once the burst of first polls is done, the schedule is watched for ${OBSERVE_MS / 1000} s through /admin/stats (due, and overdue: due more than 5 s ago) and the taskhook_poll_lateness_seconds histogram of /metrics.`,
 );
 
-let up: FakeUpstream;
-let rx: Receiver;
-let dir: ReturnType<typeof tempDir>;
-let svc: ServiceProcess | undefined;
-
-beforeAll(async () => {
-  up = await startFakeUpstream();
-  rx = await startReceiver();
-  dir = tempDir("load");
-});
-
-afterEach((ctx) => figures.outcome(ctx.task.name, ctx.task.result?.state));
-
-afterAll(async () => {
-  svc?.kill("SIGKILL");
-  await svc?.exited;
-  await rx.close();
-  await up.close();
-  dir.remove();
-  figures.save();
-});
+const w = useWorld("load", figures);
 
 /** The cumulative buckets of a Prometheus histogram, by upper bound. */
 function histogram(text: string, name: string): Map<string, number> {
@@ -69,18 +48,18 @@ function histogram(text: string, name: string): Map<string, number> {
 
 it("registers 1,000 at once on top of 9,000 without an error, then keeps every poll on schedule", async () => {
   const started = Date.now();
-  const env = serviceEnv(dir.path, up.url, {
+  const env = serviceEnv(w.dir.path, w.up.url, {
     UPSTREAM_RPS: "5000",
     UPSTREAM_RPS_PER_KEY: "5000",
     UPSTREAM_CONCURRENCY: "64",
     POLL_INTERVAL_MAX_MS: String(MAX_INTERVAL_MS),
   });
-  const dbPath = join(dir.path, "taskhook.db");
+  const dbPath = join(w.dir.path, "taskhook.db");
   const estimate = Date.now() + 3_600_000;
   const deep = queued(40, estimate);
   const addTask = (i: number) => {
     const key = KEYS[i % KEYS.length] ?? "";
-    up.addTask({ taskId: `task_load_${i}`, apiKey: key, lifecycle: [deep] });
+    w.up.addTask({ taskId: `task_load_${i}`, apiKey: key, lifecycle: [deep] });
     return key;
   };
 
@@ -97,7 +76,7 @@ it("registers 1,000 at once on top of 9,000 without an error, then keeps every p
         tenantId: hashApiKey(key),
         apiKeyEnc: encrypted.get(key) ?? "",
         taskId: `task_load_${i}`,
-        callbackUrl: `${rx.url}/load`,
+        callbackUrl: `${w.rx.url}/load`,
         events: normalizeEventTypes(["task.completed", "task.failed"]),
         metadata: null,
         expiresAt: now + 86_400_000,
@@ -131,8 +110,8 @@ it("registers 1,000 at once on top of 9,000 without an error, then keeps every p
   figures.set("watches seeded before start", SEEDED);
   figures.set("seeding (s)", seededMs / 1000);
 
-  svc = await startService(env, 30_000);
-  const base = svc.url;
+  w.svc = await startService(env, 30_000);
+  const base = w.svc.url;
   const listeningAt = Date.now();
 
   // 1,000 registrations, 100 in flight at any moment, over 100 connections.
@@ -152,7 +131,7 @@ it("registers 1,000 at once on top of 9,000 without an error, then keeps every p
         headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
         body: JSON.stringify({
           task_id: `task_load_${i}`,
-          callback_url: `${rx.url}/load`,
+          callback_url: `${w.rx.url}/load`,
           events: ["task.completed", "task.failed"],
         }),
       });
@@ -195,7 +174,7 @@ it("registers 1,000 at once on top of 9,000 without an error, then keeps every p
     async () => {
       const s = await stats();
       burstOverdue = Math.max(burstOverdue, s.poll_targets.overdue);
-      const fresh = up.requests.filter(
+      const fresh = w.up.requests.filter(
         (r) => Number(r.taskId?.slice("task_load_".length)) >= SEEDED,
       );
       return new Set(fresh.map((r) => r.taskId)).size === CONCURRENT && s.poll_targets.due === 0;
@@ -204,7 +183,7 @@ it("registers 1,000 at once on top of 9,000 without an error, then keeps every p
   );
   const firstRoundMs = Date.now() - listeningAt;
   const firstPoll = results.map(
-    (r) => (up.requestsFor(r.taskId)[0]?.at ?? Number.POSITIVE_INFINITY) - r.at,
+    (r) => (w.up.requestsFor(r.taskId)[0]?.at ?? Number.POSITIVE_INFINITY) - r.at,
   );
   figures.set("first polls of the 1,000 done after (s from listening)", firstRoundMs / 1000);
   figures.set(
@@ -216,7 +195,7 @@ it("registers 1,000 at once on top of 9,000 without an error, then keeps every p
   // Steady state: polls come due all the time (≈ 10,000 every 15 s); none may fall behind.
   const metrics = async () => (await fetch(`${base}/metrics`)).text();
   const before = histogram(await metrics(), "taskhook_poll_lateness_seconds");
-  const requestsBefore = up.requests.length;
+  const requestsBefore = w.up.requests.length;
   const observedFrom = Date.now();
   let samples = 0;
   let overdueSeen = 0;
@@ -229,7 +208,7 @@ it("registers 1,000 at once on top of 9,000 without an error, then keeps every p
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
   const after = histogram(await metrics(), "taskhook_poll_lateness_seconds");
-  const steadyRequests = up.requests.length - requestsBefore;
+  const steadyRequests = w.up.requests.length - requestsBefore;
   const steadySeconds = (Date.now() - observedFrom) / 1000;
   const delta = (le: string) => (after.get(le) ?? 0) - (before.get(le) ?? 0);
   const polled = delta("+Inf");
@@ -243,10 +222,10 @@ it("registers 1,000 at once on top of 9,000 without an error, then keeps every p
     .sort((a, b) => a - b);
   const maxLateness = bounds.find((le) => delta(String(le)) === polled) ?? Number.POSITIVE_INFINITY;
   const finalStats = await stats();
-  const alive = svc.proc.exitCode === null;
-  svc.kill("SIGTERM");
-  expect(await svc.exited).toBe(0);
-  svc = undefined;
+  const alive = w.svc.proc.exitCode === null;
+  w.svc.kill("SIGTERM");
+  expect(await w.svc.exited).toBe(0);
+  w.svc = undefined;
 
   figures.set("active watches", finalStats.watches.active);
   figures.set("steady state observed (s)", steadySeconds);

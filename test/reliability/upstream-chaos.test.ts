@@ -1,24 +1,21 @@
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
-import { type ServiceProcess, startService } from "../support/child.js";
+import { expect, it } from "vitest";
+import { startService } from "../support/child.js";
 import {
   completed,
-  type FakeUpstream,
   type FaultSpec,
   failed,
   processing,
   queued,
   type RecordedUpstreamRequest,
-  startFakeUpstream,
 } from "../support/fake-upstream.js";
-import { type Receiver, startReceiver } from "../support/receiver.js";
 import {
   auditReceiver,
   call,
   compareWithOutbox,
   serviceEnv,
   storedEvents,
-  tempDir,
+  useWorld,
   waitUntil,
 } from "./harness.js";
 import { Figures } from "./report.js";
@@ -64,27 +61,7 @@ const figures = new Figures(
   `${TASKS} tasks over ${KEYS.length} keys (queued ${PROCESSING_AT / 1000} s, processing ${(END_AT - PROCESSING_AT) / 1000} s, then completed or failed; 500 ms between polls at most) against an upstream that fails ${FAULT_RATE * 100} % of requests at random (500, 503, truncated JSON, reset, an HTML 200, and an answer after ${SLOW_MS} ms with UPSTREAM_TIMEOUT_MS=${BUDGET.timeoutMs}) and answers ${BURSTS.length} bursts of ${BURST} 429s, 2 s apart (Retry-After in seconds, as an HTTP date, and none). Demand is twice the budgets: UPSTREAM_RPS=${BUDGET.rps}, UPSTREAM_RPS_PER_KEY=${BUDGET.rpsPerKey}, UPSTREAM_CONCURRENCY=${BUDGET.concurrency}, POLL_INTERVAL_MIN_MS=${BUDGET.minIntervalMs}, all measured at the upstream on arrival.`,
 );
 
-let up: FakeUpstream;
-let rx: Receiver;
-let dir: ReturnType<typeof tempDir>;
-let svc: ServiceProcess | undefined;
-
-beforeAll(async () => {
-  up = await startFakeUpstream();
-  rx = await startReceiver();
-  dir = tempDir("chaos");
-});
-
-afterEach((ctx) => figures.outcome(ctx.task.name, ctx.task.result?.state));
-
-afterAll(async () => {
-  svc?.kill("SIGKILL");
-  await svc?.exited;
-  await rx.close();
-  await up.close();
-  dir.remove();
-  figures.save();
-});
+const w = useWorld("chaos", figures);
 
 /** The shortest gap between two arrivals of one task's polls. */
 function minGapPerTask(requests: readonly RecordedUpstreamRequest[]): number {
@@ -105,7 +82,7 @@ function minGapPerTask(requests: readonly RecordedUpstreamRequest[]): number {
 it("delivers every status answered through 30 % faults and 429 bursts, within every budget, without crashing", async () => {
   const started = Date.now();
   figures.set("seed (RELIABILITY_SEED)", SEED);
-  const env = serviceEnv(dir.path, up.url, {
+  const env = serviceEnv(w.dir.path, w.up.url, {
     POLL_INTERVAL_MIN_MS: String(BUDGET.minIntervalMs),
     POLL_INTERVAL_MAX_MS: "500",
     UPSTREAM_TIMEOUT_MS: String(BUDGET.timeoutMs),
@@ -114,9 +91,9 @@ it("delivers every status answered through 30 % faults and 429 bursts, within ev
     UPSTREAM_CONCURRENCY: String(BUDGET.concurrency),
     DELIVERY_RETRY_SCHEDULE: "0s,200ms,500ms,1s,2s,5s",
   });
-  const dbPath = join(dir.path, "taskhook.db");
-  svc = await startService(env);
-  const base = svc.url;
+  const dbPath = join(w.dir.path, "taskhook.db");
+  w.svc = await startService(env);
+  const base = w.svc.url;
   const secrets = new Map<string, string>();
   for (const key of KEYS) {
     secrets.set(key, (await call(base, "GET", "/v1/signing-secret", { key })).body.secret);
@@ -137,7 +114,7 @@ it("delivers every status answered through 30 % faults and 429 bursts, within ev
     }
   })();
 
-  up.setFaultRate(FAULT_RATE, FAULTS, SEED);
+  w.up.setFaultRate(FAULT_RATE, FAULTS, SEED);
   const keyOfWatch = new Map<string, string>();
   const taskOfWatch = new Map<string, string>();
   const lifeOf = new Map<string, { t0: number; end: string }>();
@@ -148,7 +125,7 @@ it("delivers every status answered through 30 % faults and 429 bursts, within ev
       const end = n % 4 === 3 ? "failed" : "completed";
       const t0 = Date.now();
       lifeOf.set(taskId, { t0, end });
-      up.addTask({
+      w.up.addTask({
         taskId,
         apiKey: key,
         lifecycle: {
@@ -161,7 +138,7 @@ it("delivers every status answered through 30 % faults and 429 bursts, within ev
       });
       const res = await call(base, "POST", "/v1/watches", {
         key,
-        body: { task_id: taskId, callback_url: `${rx.url}/hook/${n}` },
+        body: { task_id: taskId, callback_url: `${w.rx.url}/hook/${n}` },
       });
       expect(res.status, JSON.stringify(res.body)).toBe(201);
       keyOfWatch.set(res.body.id, key);
@@ -172,12 +149,12 @@ it("delivers every status answered through 30 % faults and 429 bursts, within ev
   let spent = 0;
   for (const burst of BURSTS) {
     await new Promise((resolve) => setTimeout(resolve, 2_000));
-    up.failNext(BURST, burst);
+    w.up.failNext(BURST, burst);
     spent += BURST;
     // A burst answers the next requests, whichever they are: the next burst waits until it is spent.
     await waitUntil(
       "the 429 burst is spent",
-      () => up.requests.filter((r) => r.status === 429).length >= spent,
+      () => w.up.requests.filter((r) => r.status === 429).length >= spent,
       { timeoutMs: 30_000 },
     );
   }
@@ -194,15 +171,15 @@ it("delivers every status answered through 30 % faults and 429 bursts, within ev
   );
   watching = false;
   await health;
-  expect(svc.proc.exitCode).toBeNull();
-  const requests = [...up.requests];
-  svc.kill("SIGTERM");
-  expect(await svc.exited).toBe(0);
-  const childLines = svc.lines;
-  svc = undefined;
+  expect(w.svc.proc.exitCode).toBeNull();
+  const requests = [...w.up.requests];
+  w.svc.kill("SIGTERM");
+  expect(await w.svc.exited).toBe(0);
+  const childLines = w.svc.lines;
+  w.svc = undefined;
 
   const stored = storedEvents(dbPath);
-  const audit = auditReceiver(rx.requests, (w) => secrets.get(keyOfWatch.get(w) ?? ""));
+  const audit = auditReceiver(w.rx.requests, (w) => secrets.get(keyOfWatch.get(w) ?? ""));
   const compared = compareWithOutbox(stored, audit);
 
   // What each watch must have been told: every status the upstream answered in a valid 200, in
@@ -270,8 +247,8 @@ it("delivers every status answered through 30 % faults and 429 bursts, within ev
     }
   }
 
-  const maxGlobal = up.maxInWindow(1000);
-  const maxPerKey = Math.max(...KEYS.map((k) => up.maxInWindow(1000, (r) => r.apiKey === k)));
+  const maxGlobal = w.up.maxInWindow(1000);
+  const maxPerKey = Math.max(...KEYS.map((k) => w.up.maxInWindow(1000, (r) => r.apiKey === k)));
   const minGap = minGapPerTask(requests);
   const byFault = new Map<string, number>();
   for (const r of requests) if (r.fault) byFault.set(r.fault, (byFault.get(r.fault) ?? 0) + 1);
@@ -288,7 +265,7 @@ it("delivers every status answered through 30 % faults and 429 bursts, within ev
   const breaches =
     Number(maxGlobal > BUDGET.rps) +
     Number(maxPerKey > BUDGET.rpsPerKey) +
-    Number(up.maxInFlight > BUDGET.concurrency) +
+    Number(w.up.maxInFlight > BUDGET.concurrency) +
     Number(minGap < BUDGET.minIntervalMs) +
     silenceBreaches;
 
@@ -301,7 +278,7 @@ it("delivers every status answered through 30 % faults and 429 bursts, within ev
   for (const [kind, n] of [...byFault].sort()) figures.set(`faults: ${kind}`, n);
   figures.set(`most requests in any 1 s window (budget ${BUDGET.rps})`, maxGlobal);
   figures.set(`most requests of one key in any 1 s window (budget ${BUDGET.rpsPerKey})`, maxPerKey);
-  figures.set(`most requests in flight (budget ${BUDGET.concurrency})`, up.maxInFlight);
+  figures.set(`most requests in flight (budget ${BUDGET.concurrency})`, w.up.maxInFlight);
   figures.set(
     `shortest gap between two polls of a task, ms (floor ${BUDGET.minIntervalMs})`,
     minGap,
@@ -321,7 +298,7 @@ it("delivers every status answered through 30 % faults and 429 bursts, within ev
   expect(byFault.get("429")).toBe(BURSTS.length * BURST);
   expect(maxGlobal).toBeLessThanOrEqual(BUDGET.rps);
   expect(maxPerKey).toBeLessThanOrEqual(BUDGET.rpsPerKey);
-  expect(up.maxInFlight).toBeLessThanOrEqual(BUDGET.concurrency);
+  expect(w.up.maxInFlight).toBeLessThanOrEqual(BUDGET.concurrency);
   expect(minGap).toBeGreaterThanOrEqual(BUDGET.minIntervalMs);
   expect(silenceBreaches).toBe(0);
   expect(healthFailures).toBe(0);

@@ -1,4 +1,8 @@
-import { Deliverer, type DelivererOptions } from "../../src/delivery/deliverer.js";
+import {
+  Deliverer,
+  type DelivererOptions,
+  delivererOptions,
+} from "../../src/delivery/deliverer.js";
 import type { LookupAll } from "../../src/delivery/guard.js";
 import { createSender, type Sender } from "../../src/delivery/sender.js";
 import { createMetrics, type Metrics } from "../../src/metrics.js";
@@ -34,12 +38,7 @@ export function delivererFor(
     sender,
     encryptionKey: t.deps.encryptionKey,
     random,
-    options: {
-      concurrency: t.config.DELIVERY_CONCURRENCY,
-      timeoutMs: t.config.DELIVERY_TIMEOUT_MS,
-      schedule: t.config.DELIVERY_RETRY_SCHEDULE,
-      ...rest,
-    },
+    options: { ...delivererOptions(t.config), ...rest },
   });
   return {
     deliverer,

@@ -1,5 +1,9 @@
 import { createMetrics, type Metrics } from "../../src/metrics.js";
-import { Scheduler, type SchedulerOptions } from "../../src/scheduler/scheduler.js";
+import {
+  Scheduler,
+  type SchedulerOptions,
+  schedulerOptions,
+} from "../../src/scheduler/scheduler.js";
 import { createUpstreamClient, type UpstreamClient } from "../../src/scheduler/upstream.js";
 import type { TestContext } from "./context.js";
 
@@ -33,16 +37,7 @@ export function schedulerFor(
     upstream,
     encryptionKey: t.deps.encryptionKey,
     random,
-    options: {
-      minIntervalMs: t.config.POLL_INTERVAL_MIN_MS,
-      maxIntervalMs: t.config.POLL_INTERVAL_MAX_MS,
-      rps: t.config.UPSTREAM_RPS,
-      rpsPerKey: t.config.UPSTREAM_RPS_PER_KEY,
-      concurrency: t.config.UPSTREAM_CONCURRENCY,
-      timeoutMs: t.config.UPSTREAM_TIMEOUT_MS,
-      batchSize: t.config.SCHEDULER_BATCH_SIZE,
-      ...options,
-    },
+    options: { ...schedulerOptions(t.config), ...options },
   });
   return {
     scheduler,
