@@ -1,4 +1,5 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
+import { inGroupCommit } from "../../db/group-commit.js";
 import { registerWatch } from "../../db/registration.js";
 import { cancelWatch, getWatch, listWatches } from "../../db/watches.js";
 import { encryptSecret } from "../../domain/crypto.js";
@@ -135,29 +136,28 @@ const remove = createRoute({
 });
 
 export function registerWatchRoutes(app: OpenAPIHono<AppEnv>) {
-  app.openapi(create, (c) => {
+  app.openapi(create, async (c) => {
     const { db, config, clock, encryptionKey } = c.var.deps;
     const tenant = c.var.tenant;
     const body = c.req.valid("json");
     const callbackUrl = requireCallbackUrl(body.callback_url, config);
     const now = clock.now();
-    const outcome = registerWatch(
-      db,
-      {
-        tenantId: tenant.id,
-        apiKeyEnc: encryptSecret(encryptionKey, tenant.apiKey),
-        taskId: body.task_id,
-        callbackUrl,
-        events: normalizeEventTypes(body.events),
-        metadata: body.metadata ?? null,
-        expiresAt: now + (body.expires_in ?? config.WATCH_TTL_S) * 1000,
-      },
-      {
-        now,
-        minIntervalMs: config.POLL_INTERVAL_MIN_MS,
-        maxActive: config.MAX_ACTIVE_WATCHES_PER_KEY,
-      },
-    );
+    const registration = {
+      tenantId: tenant.id,
+      apiKeyEnc: encryptSecret(encryptionKey, tenant.apiKey),
+      taskId: body.task_id,
+      callbackUrl,
+      events: normalizeEventTypes(body.events),
+      metadata: body.metadata ?? null,
+      expiresAt: now + (body.expires_in ?? config.WATCH_TTL_S) * 1000,
+    };
+    const limits = {
+      now,
+      minIntervalMs: config.POLL_INTERVAL_MIN_MS,
+      maxActive: config.MAX_ACTIVE_WATCHES_PER_KEY,
+    };
+    // Registrations arriving together share one commit (answered only once it is durable).
+    const outcome = await inGroupCommit(db, () => registerWatch(db, registration, limits));
     switch (outcome.kind) {
       case "created":
         c.var.deps.wake?.scheduler();
