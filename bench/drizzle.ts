@@ -32,7 +32,7 @@ const rawSql = {
   byId: "SELECT * FROM poll_targets WHERE id = ?",
   record: `UPDATE poll_targets SET task_status = ?, task_json = ?, queue_position = ?,
         estimated_completion_at = ?, lease_until = NULL, fault_count = ?, reject_code = ?,
-        reject_count = ?, next_poll_at = ?, due_at = ?, active = ? WHERE id = ?`,
+        reject_count = ?, next_poll_at = ?, due_at = ?, active = ?, watches_behind = ? WHERE id = ?`,
   activeWatches: "SELECT * FROM watches WHERE poll_target_id = ? AND status = 'active' ORDER BY id",
 };
 
@@ -101,6 +101,7 @@ function paths(db: Db) {
             rejectCode: null,
             rejectCount: 0,
             active: true,
+            watchesBehind: false,
             nextPollAt: now + 1,
             dueAt: now + 1,
           });
@@ -125,6 +126,7 @@ function paths(db: Db) {
             now + 1,
             now + 1,
             1,
+            0,
             id,
           );
           raw.activeWatches.all(id);

@@ -79,6 +79,7 @@ export function pollStatements(db: Db) {
       nextPollAt: sql`${sql.placeholder("nextPollAt")}`,
       dueAt: sql`${sql.placeholder("dueAt")}`,
       active: sql`${sql.placeholder("active")}`,
+      watchesBehind: sql`${sql.placeholder("watchesBehind")}`,
     })
     .where(eq(pollTargets.id, sql.placeholder("id")))
     .prepare();
@@ -112,7 +113,8 @@ export function pollStatements(db: Db) {
     /** Hands back every target in flight (their poller died); returns how many. */
     releaseAll: (minIntervalMs: number): number => releaseAll.run({ minIntervalMs }).changes,
     /** Writes a poll's outcome: the target's new state and when to poll it next. */
-    record: (t: RecordedTarget) => record.run({ ...t, active: t.active ? 1 : 0 }),
+    record: (t: RecordedTarget) =>
+      record.run({ ...t, active: t.active ? 1 : 0, watchesBehind: t.watchesBehind ? 1 : 0 }),
     byId: (id: number): PollTarget | undefined => byId.get({ id }),
     activeWatches: (targetId: number) => activeWatches.all({ id: targetId }),
     earliestDue: (): number | null => earliestDue.get()?.at ?? null,
@@ -134,6 +136,7 @@ export type RecordedTarget = Pick<
   | "nextPollAt"
   | "dueAt"
   | "active"
+  | "watchesBehind"
 >;
 
 /** Writes the outcome fields of a poll (not the status: that is the caller's business). */

@@ -74,6 +74,8 @@ const statements = preparedOnce((db: Db) => ({
       faultCount: sql`${p("faultCount")}`,
       rejectCode: sql`${p("rejectCode")}`,
       rejectCount: sql`${p("rejectCount")}`,
+      // The new watch has seen nothing yet: the next answer is shown to every watch.
+      watchesBehind: true,
     })
     .where(eq(pollTargets.id, p("id")))
     .prepare(),

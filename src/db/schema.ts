@@ -51,6 +51,12 @@ export const pollTargets = sqliteTable(
     /** Consecutive 404 TASK_NOT_FOUND / 401 INVALID_API_KEY answers, and which. */
     rejectCode: text("reject_code"),
     rejectCount: integer("reject_count").notNull().default(0),
+    /**
+     * 1 while an active watch may not have seen the recorded answer yet (set by every registration).
+     * A poll then looks at every active watch; otherwise only an answer that changed the status or
+     * the queue position does, and the steady state (the same answer again) reads no watch at all.
+     */
+    watchesBehind: integer("watches_behind", { mode: "boolean" }).notNull().default(true),
     createdAt: integer("created_at").notNull(),
   },
   (t) => [

@@ -98,6 +98,7 @@ function schedule(
     rejectCode: target.rejectCode,
     rejectCount: target.rejectCount,
     active: target.active,
+    watchesBehind: target.watchesBehind,
     ...changes,
     dueAt,
     nextPollAt: ctx.queueBehind?.(target.tenantId, dueAt) ?? dueAt,
@@ -128,6 +129,9 @@ function recordAnswer(
   const estimatedCompletionAt =
     parseTime(task.estimated_completion) ?? target.estimatedCompletionAt;
   const terminal = isTerminal(status);
+  // Only a changed answer can be news to a watch, unless a watch registered since the last answer.
+  const news =
+    status !== previous || queuePosition !== target.queuePosition || terminal || target.watchesBehind;
   const delay = nextPollDelay(
     { status, queuePosition, estimatedCompletionMs: estimatedCompletionAt },
     ctx.now,
@@ -142,8 +146,10 @@ function recordAnswer(
     faultCount: 0,
     rejectCode: null,
     rejectCount: 0,
+    watchesBehind: false,
     ...(terminal ? { active: false } : {}),
   });
+  if (!news) return;
 
   const body = taskJson === null ? null : (JSON.parse(taskJson) as Record<string, unknown>);
   const finished: string[] = [];

@@ -106,6 +106,31 @@ describe("polling", () => {
       expect((times[i] ?? 0) - (times[i - 1] ?? 0)).toBeGreaterThanOrEqual(5000);
   });
 
+  it("a watch added to a task already polled learns its status from the next answer, though that answer is unchanged", async () => {
+    up.addTask({ taskId: "task_1", apiKey: KEY_A, lifecycle: [processing(t.clock.now())] });
+    const behind = () =>
+      (
+        t.db.$client
+          .prepare("select watches_behind as b from poll_targets where task_id = 'task_1'")
+          .get() as { b: number }
+      ).b;
+    const first = await watch("task_1", {}, KEY_A, "/a");
+    expect(behind()).toBe(1);
+    await h.step();
+    // Every watch has seen the answer: the same answer again needs no look at the watches.
+    expect(behind()).toBe(0);
+    await h.step(5000);
+    expect(behind()).toBe(0);
+
+    const second = await watch("task_1", {}, KEY_A, "/b");
+    expect(behind()).toBe(1);
+    await h.step(5000);
+    expect(behind()).toBe(0);
+    expect(eventsOf(second).map((e) => e.type)).toEqual(["task.processing"]);
+    expect(eventsOf(first).map((e) => e.type)).toEqual(["task.processing"]);
+    expect(up.requestsFor("task_1")).toHaveLength(3);
+  });
+
   it("follows a lifecycle to the end: one event per status, then the watch is done and polling stops", async () => {
     const now = t.clock.now();
     up.addTask({

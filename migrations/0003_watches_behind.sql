@@ -1,0 +1,1 @@
+ALTER TABLE `poll_targets` ADD `watches_behind` integer DEFAULT true NOT NULL;
