@@ -131,7 +131,10 @@ function recordAnswer(
   const terminal = isTerminal(status);
   // Only a changed answer can be news to a watch, unless a watch registered since the last answer.
   const news =
-    status !== previous || queuePosition !== target.queuePosition || terminal || target.watchesBehind;
+    status !== previous ||
+    queuePosition !== target.queuePosition ||
+    terminal ||
+    target.watchesBehind;
   const delay = nextPollDelay(
     { status, queuePosition, estimatedCompletionMs: estimatedCompletionAt },
     ctx.now,
