@@ -40,13 +40,18 @@ const statements = preparedOnce((db: Db) => ({
     .from(watches)
     .where(sql`${watches.tenantId} = ${p("tenantId")} AND ${watches.status} = 'active'`)
     .prepare(),
-  // Creates the tenant on first use and (re)stores its API key, encrypted, for the scheduler. The
-  // fresh ciphertext replaces the stored one (the same key: the tenant is its hash), so a blob that
-  // no longer decrypts (ENCRYPTION_KEY replaced) heals on the tenant's next registration.
+  // Creates the tenant on first use and (re)stores its API key, encrypted, for the scheduler. A
+  // different ciphertext replaces the stored one (the same key: the tenant is its hash), so a blob
+  // that no longer decrypts (ENCRYPTION_KEY replaced) heals on the tenant's next registration; the
+  // same one (see keyCiphertext) leaves the row unwritten.
   storeKey: db
     .insert(tenants)
     .values({ id: p("tenantId"), apiKeyEnc: p("apiKeyEnc"), createdAt: p("now") })
-    .onConflictDoUpdate({ target: tenants.id, set: { apiKeyEnc: sql`excluded.api_key_enc` } })
+    .onConflictDoUpdate({
+      target: tenants.id,
+      set: { apiKeyEnc: sql`excluded.api_key_enc` },
+      setWhere: sql`${tenants.apiKeyEnc} IS NOT excluded.api_key_enc`,
+    })
     .prepare(),
   findTarget: db
     .select()

@@ -119,6 +119,25 @@ describe("POST /v1/watches creates a watch", () => {
     expect(decryptSecret(t.deps.encryptionKey, row?.apiKeyEnc ?? "")).toBe(KEY_A);
   });
 
+  it("stores the key again after the tenant's last watch ended and dropped it, and leaves an unchanged blob unwritten", async () => {
+    const t = createTestContext();
+    await created(t, { task_id: "t1" });
+    const stored = () => t.db.select().from(tenants).get()?.apiKeyEnc ?? null;
+    const blob = stored();
+    await created(t, { task_id: "t2" });
+    // The same ciphertext: the row is not rewritten at every registration.
+    expect(stored()).toBe(blob);
+    const changes = t.db.$client.prepare("select total_changes() as n");
+    const before = (changes.get() as { n: number }).n;
+    await created(t, { task_id: "t3" });
+    // The watch and its poll target only: the tenant row's upsert changed nothing.
+    expect((changes.get() as { n: number }).n - before).toBe(2);
+
+    t.db.update(tenants).set({ apiKeyEnc: null }).run(); // as when no watch needs the key any more
+    await created(t, { task_id: "t4" });
+    expect(decryptSecret(t.deps.encryptionKey, stored() ?? "")).toBe(KEY_A);
+  });
+
   it("shares one poll target among a tenant's watches of one task, not across tenants", async () => {
     const t = createTestContext();
     await created(t, { callback_url: "https://a.example.com/" });

@@ -135,6 +135,27 @@ const remove = createRoute({
   },
 });
 
+/**
+ * The tenant's API key encrypted, made once per tenant and process: encrypting at every registration
+ * cost as much as the rest of the route's own work, and an unchanged ciphertext lets the database
+ * skip rewriting the tenant row. A new ENCRYPTION_KEY means a new process, so a fresh ciphertext.
+ */
+const ciphertexts = new WeakMap<Buffer, Map<string, string>>();
+function keyCiphertext(encryptionKey: Buffer, tenantId: string, apiKey: string): string {
+  let byTenant = ciphertexts.get(encryptionKey);
+  if (byTenant === undefined) {
+    byTenant = new Map();
+    ciphertexts.set(encryptionKey, byTenant);
+  }
+  let blob = byTenant.get(tenantId);
+  if (blob === undefined) {
+    blob = encryptSecret(encryptionKey, apiKey);
+    if (byTenant.size >= 10_000) byTenant.clear();
+    byTenant.set(tenantId, blob);
+  }
+  return blob;
+}
+
 export function registerWatchRoutes(app: OpenAPIHono<AppEnv>) {
   app.openapi(create, async (c) => {
     const { db, config, clock, encryptionKey } = c.var.deps;
@@ -144,7 +165,7 @@ export function registerWatchRoutes(app: OpenAPIHono<AppEnv>) {
     const now = clock.now();
     const registration = {
       tenantId: tenant.id,
-      apiKeyEnc: encryptSecret(encryptionKey, tenant.apiKey),
+      apiKeyEnc: keyCiphertext(encryptionKey, tenant.id, tenant.apiKey),
       taskId: body.task_id,
       callbackUrl,
       events: normalizeEventTypes(body.events),
