@@ -83,5 +83,11 @@ export function seedWatches(db: Db, o: SeedOptions): void {
         o.now + (o.ttlMs ?? 86_400_000),
       );
     }
+    sqlite
+      .prepare(
+        `UPDATE tenants SET active_watches = (SELECT count(*) FROM watches
+           WHERE watches.tenant_id = tenants.id AND watches.status = 'active')`,
+      )
+      .run();
   })();
 }

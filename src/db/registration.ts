@@ -35,22 +35,24 @@ const statements = preparedOnce((db: Db) => ({
         AND ${watches.callbackUrl} = ${p("callbackUrl")} AND ${watches.status} = 'active'`,
     )
     .prepare(),
-  countActive: db
-    .select({ n: sql<number>`count(*)` })
-    .from(watches)
-    .where(sql`${watches.tenantId} = ${p("tenantId")} AND ${watches.status} = 'active'`)
+  activeCount: db
+    .select({ n: tenants.activeWatches })
+    .from(tenants)
+    .where(eq(tenants.id, p("tenantId")))
     .prepare(),
-  // Creates the tenant on first use and (re)stores its API key, encrypted, for the scheduler. A
-  // different ciphertext replaces the stored one (the same key: the tenant is its hash), so a blob
-  // that no longer decrypts (ENCRYPTION_KEY replaced) heals on the tenant's next registration; the
-  // same one (see keyCiphertext) leaves the row unwritten.
+  // Creates the tenant on first use, counts the new watch, and (re)stores the tenant's API key,
+  // encrypted, for the scheduler. The ciphertext replaces the stored one (the same key: the tenant is
+  // its hash), so a blob that no longer decrypts (ENCRYPTION_KEY replaced) heals on the tenant's next
+  // registration.
   storeKey: db
     .insert(tenants)
-    .values({ id: p("tenantId"), apiKeyEnc: p("apiKeyEnc"), createdAt: p("now") })
+    .values({ id: p("tenantId"), apiKeyEnc: p("apiKeyEnc"), activeWatches: 1, createdAt: p("now") })
     .onConflictDoUpdate({
       target: tenants.id,
-      set: { apiKeyEnc: sql`excluded.api_key_enc` },
-      setWhere: sql`${tenants.apiKeyEnc} IS NOT excluded.api_key_enc`,
+      set: {
+        apiKeyEnc: sql`excluded.api_key_enc`,
+        activeWatches: sql`${tenants.activeWatches} + 1`,
+      },
     })
     .prepare(),
   findTarget: db
@@ -132,7 +134,7 @@ export function registerWatch(
       }
       return { kind: "existing", watch: watchOf(existing.id) };
     }
-    const active = s.countActive.get({ tenantId: input.tenantId })?.n ?? 0;
+    const active = s.activeCount.get({ tenantId: input.tenantId })?.n ?? 0;
     if (active >= opts.maxActive) return { kind: "limit", limit: opts.maxActive };
 
     s.storeKey.run({ tenantId: input.tenantId, apiKeyEnc: input.apiKeyEnc, now });

@@ -13,6 +13,11 @@ export const tenants = sqliteTable("tenants", {
   /** The secret before the last rotation; webhooks carry its signature too until it expires. */
   previousSecretEnc: text("previous_secret_enc"),
   previousSecretExpiresAt: integer("previous_secret_expires_at"),
+  /**
+   * The tenant's active watches, kept by registration (+1) and `endWatches` (−1 each) in their
+   * transactions: MAX_ACTIVE_WATCHES_PER_KEY is checked at every registration without counting rows.
+   */
+  activeWatches: integer("active_watches").notNull().default(0),
   createdAt: integer("created_at").notNull(),
 });
 
@@ -103,8 +108,6 @@ export const watches = sqliteTable(
     // indexes below and scan every active watch. Admin lists filtered by status walk ids instead.
     // Not partial: the foreign key from watches to poll_targets needs it too (or SQLite scans watches).
     index("watches_target").on(t.pollTargetId, t.status),
-    // MAX_ACTIVE_WATCHES_PER_KEY is checked at every registration: count only the active ones.
-    index("watches_active_tenant").on(t.tenantId).where(sql`${t.status} = 'active'`),
     index("watches_active_expiry").on(t.expiresAt).where(sql`${t.status} = 'active'`),
     index("watches_ended").on(t.endedAt).where(sql`${t.status} <> 'active'`),
   ],

@@ -2,7 +2,7 @@ import { eq, sql } from "drizzle-orm";
 import { generateSigningSecret } from "../delivery/sign.js";
 import { decryptSecret, encryptSecret } from "../domain/crypto.js";
 import { type Db, preparedOnce } from "./client.js";
-import { tenants, watches } from "./schema.js";
+import { tenants } from "./schema.js";
 
 /** How long the secret before a rotation keeps signing webhooks beside the new one. */
 export const ROTATION_OVERLAP_MS = 24 * 60 * 60 * 1000;
@@ -16,13 +16,17 @@ export function tenantApiKey(db: Db, key: Buffer, tenantId: string): string | nu
   return row?.apiKeyEnc ? decryptSecret(key, row.apiKeyEnc) : null;
 }
 
-/** The key is kept only while a watch needs it: forget it once the tenant has no active watch. */
-export function forgetKeyIfIdle(db: Db, tenantId: string): void {
+/**
+ * Counts `count` of the tenant's watches out of the active ones. The key is kept only while a watch
+ * needs it: it is forgotten once the tenant has no active watch left.
+ */
+export function watchesEnded(db: Db, tenantId: string, count: number): void {
   db.update(tenants)
-    .set({ apiKeyEnc: null })
-    .where(
-      sql`${tenants.id} = ${tenantId} AND NOT EXISTS (SELECT 1 FROM ${watches} WHERE ${watches.tenantId} = ${tenantId} AND ${watches.status} = 'active')`,
-    )
+    .set({
+      activeWatches: sql`max(0, ${tenants.activeWatches} - ${count})`,
+      apiKeyEnc: sql`CASE WHEN ${tenants.activeWatches} - ${count} <= 0 THEN NULL ELSE ${tenants.apiKeyEnc} END`,
+    })
+    .where(eq(tenants.id, tenantId))
     .run();
 }
 

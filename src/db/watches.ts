@@ -1,7 +1,7 @@
 import { and, desc, eq, getTableColumns, inArray, lt, type SQL, sql } from "drizzle-orm";
 import { type Db, preparedOnce, transaction } from "./client.js";
 import { pollTargets, type Watch, type WatchStatus, watches } from "./schema.js";
-import { forgetKeyIfIdle } from "./tenants.js";
+import { watchesEnded } from "./tenants.js";
 
 export interface WatchWithTask extends Watch {
   taskStatus: string | null;
@@ -113,7 +113,9 @@ export function endWatches(
       )
       .run();
   }
-  for (const tenantId of new Set(ended.map((w) => w.tenantId))) forgetKeyIfIdle(db, tenantId);
+  const endedByTenant = new Map<string, number>();
+  for (const w of ended) endedByTenant.set(w.tenantId, (endedByTenant.get(w.tenantId) ?? 0) + 1);
+  for (const [tenantId, count] of endedByTenant) watchesEnded(db, tenantId, count);
 }
 
 /** DELETE: an active watch becomes `cancelled`; an ended one is left as it is. */

@@ -119,23 +119,40 @@ describe("POST /v1/watches creates a watch", () => {
     expect(decryptSecret(t.deps.encryptionKey, row?.apiKeyEnc ?? "")).toBe(KEY_A);
   });
 
-  it("stores the key again after the tenant's last watch ended and dropped it, and leaves an unchanged blob unwritten", async () => {
+  it("makes the key's ciphertext once per tenant, and stores it again after the tenant's last watch ended", async () => {
     const t = createTestContext();
     await created(t, { task_id: "t1" });
     const stored = () => t.db.select().from(tenants).get()?.apiKeyEnc ?? null;
     const blob = stored();
     await created(t, { task_id: "t2" });
-    // The same ciphertext: the row is not rewritten at every registration.
     expect(stored()).toBe(blob);
-    const changes = t.db.$client.prepare("select total_changes() as n");
-    const before = (changes.get() as { n: number }).n;
+    for (const w of (await t.call("GET", "/v1/watches")).body.data)
+      expect((await t.call("DELETE", `/v1/watches/${w.id}`)).status).toBe(200);
+    // No watch needs the key any more: it is forgotten...
+    expect(stored()).toBeNull();
+    // ...and stored again by the next registration.
     await created(t, { task_id: "t3" });
-    // The watch and its poll target only: the tenant row's upsert changed nothing.
-    expect((changes.get() as { n: number }).n - before).toBe(2);
-
-    t.db.update(tenants).set({ apiKeyEnc: null }).run(); // as when no watch needs the key any more
-    await created(t, { task_id: "t4" });
     expect(decryptSecret(t.deps.encryptionKey, stored() ?? "")).toBe(KEY_A);
+  });
+
+  it("keeps each tenant's count of active watches equal to its active watches", async () => {
+    const t = createTestContext();
+    const a1 = await created(t, { task_id: "t1" });
+    await created(t, { task_id: "t2" });
+    await created(t, { task_id: "t3" }, KEY_B);
+    expect((await register(t, { task_id: "t1" })).status).toBe(200); // the same again: no new watch
+    await t.call("DELETE", `/v1/watches/${a1.id}`);
+    await t.call("DELETE", `/v1/watches/${a1.id}`); // already cancelled: counted once
+    const counts = t.db.$client
+      .prepare(
+        `SELECT t.active_watches AS kept,
+           (SELECT count(*) FROM watches w WHERE w.tenant_id = t.id AND w.status = 'active') AS real
+         FROM tenants t ORDER BY t.id`,
+      )
+      .all() as Array<{ kept: number; real: number }>;
+    expect(counts).toHaveLength(2);
+    for (const c of counts) expect(c.kept).toBe(c.real);
+    expect(counts.map((c) => c.kept).sort()).toEqual([1, 1]);
   });
 
   it("shares one poll target among a tenant's watches of one task, not across tenants", async () => {
