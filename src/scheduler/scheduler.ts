@@ -173,12 +173,18 @@ export class Scheduler {
     const batch = this.finished;
     this.finished = [];
     const ctx = this.recordContext();
-    let claim: ReturnType<typeof this.claim> & { recorded: RecordSummary | null };
+    let claim: ReturnType<typeof this.claim> & {
+      recorded: RecordSummary | null;
+      earliest: number | null;
+    };
     try {
-      // One commit per tick: the polls that finished and the ones that start.
+      // One commit per tick: the polls that finished and the ones that start (and, when fewer were
+      // due than could be sent, the next due time: a read on its own opens a read transaction).
       claim = transaction(this.deps.db, () => {
         const recorded = batch.length > 0 ? recordOutcomes(ctx, batch) : null;
-        return { ...this.claim(now, limit, leaseUntil), recorded };
+        const claimed = this.claim(now, limit, leaseUntil);
+        const earliest = claimed.claimed < limit ? this.stmts.earliestDue() : null;
+        return { ...claimed, recorded, earliest };
       });
     } catch (err) {
       this.finished = batch.concat(this.finished);
@@ -192,7 +198,7 @@ export class Scheduler {
 
     if (claim.blocked) return Math.max(1, this.global.nextFreeAt(now) - now);
     if (claim.claimed === limit) return 0;
-    const earliest = this.stmts.earliestDue();
+    const { earliest } = claim;
     return earliest === null ? MAX_IDLE_MS : Math.min(MAX_IDLE_MS, Math.max(0, earliest - now));
   }
 
