@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { ADMIN } from "../support/context.js";
 import { processing } from "../support/fake-upstream.js";
 import { redirect } from "../support/receiver.js";
@@ -266,5 +266,44 @@ describe("Retry-After", () => {
     await d.step(4_000);
     await d.step(10_000);
     expect(rx.requests.map((r) => r.at - t0)).toEqual([0, 5_000, 15_000]);
+  });
+});
+
+describe("under load", () => {
+  it("waits, at most 2 ms after its last claim, for a quarter of the slots before it records and claims again", async () => {
+    const w = await startWorld({ deliverer: { concurrency: 8 } });
+    const { t, d, rx } = w;
+    const watches = [];
+    for (let i = 0; i < 10; i++) {
+      watches.push(
+        await watchTask(w, `task_${i}`, `/hook/${i}`, { lifecycle: [processing(t.clock.now())] }),
+      );
+    }
+    await w.s.step();
+    // The first attempt is answered at once; the seven others hang: one slot of eight frees.
+    rx.enqueue([{ status: 200 }, "hang", "hang", "hang", "hang", "hang", "hang", "hang"]);
+    await d.deliverer.tick();
+    await rx.waitFor(8);
+    const finished = async () =>
+      (
+        await d.metrics.registry.getSingleMetricAsString(
+          "taskhook_delivery_attempt_duration_seconds",
+        )
+      ).match(/_count (\d+)/)?.[1];
+    await vi.waitFor(async () => expect(await finished()).toBe("1"));
+    const answered = rx.requests[0]?.path ?? "";
+    const watchOf = (path: string) => watches[Number(path.split("/").pop())]?.id ?? "";
+
+    // Fewer than a quarter free and under 2 ms since the claim: nothing recorded, nothing claimed.
+    t.clock.advance(1);
+    expect(await d.deliverer.tick()).toBe(1);
+    expect(rx.requests).toHaveLength(8);
+    expect(onlyDelivery(t, watchOf(answered)).status).toBe("pending");
+
+    // 2 ms after the claim: the finished attempt is recorded and its slot refilled.
+    t.clock.advance(1);
+    await d.deliverer.tick();
+    expect(onlyDelivery(t, watchOf(answered)).status).toBe("delivered");
+    await rx.waitFor(9);
   });
 });
