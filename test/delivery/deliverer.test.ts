@@ -273,7 +273,7 @@ describe("under load", () => {
   it("waits, at most 2 ms after its last claim, for a quarter of the slots before it records and claims again", async () => {
     const w = await startWorld({ deliverer: { concurrency: 8 } });
     const { t, d, rx } = w;
-    const watches = [];
+    const watches: Array<{ id: string }> = [];
     for (let i = 0; i < 10; i++) {
       watches.push(
         await watchTask(w, `task_${i}`, `/hook/${i}`, { lifecycle: [processing(t.clock.now())] }),
