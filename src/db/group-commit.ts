@@ -6,12 +6,16 @@ interface Job {
   reject: (err: unknown) => void;
 }
 
+/** The most writes one commit carries: a burst is split, so the first answers do not wait for all. */
+export const MAX_GROUP = 200;
+
 /**
  * Group commit: writes asked for in the same turn of the event loop share one transaction, so one
  * WAL commit (most of a registration's cost when each had its own) serves them all. Each write runs
  * in its own savepoint: one that throws is rolled back alone and the others commit. Every promise
- * settles only after the commit, so nothing is acknowledged before it is durable; if the commit
- * itself fails (another process holds the lock), every write of the group fails with its error.
+ * settles only after the commit, so nothing is acknowledged before it is durable; if the transaction
+ * fails as a whole (another process holds the lock, the disk is full), every write of the group
+ * fails with its error and none of them is stored.
  */
 class GroupCommit {
   private queue: Job[] = [];
@@ -26,8 +30,9 @@ class GroupCommit {
   }
 
   private flush(): void {
-    const jobs = this.queue;
-    this.queue = [];
+    const jobs = this.queue.slice(0, MAX_GROUP);
+    this.queue = this.queue.slice(MAX_GROUP);
+    if (this.queue.length > 0) setImmediate(() => this.flush());
     const settled: Array<{ ok: true; value: unknown } | { ok: false; err: unknown }> = [];
     try {
       transaction(this.db, () => {
@@ -36,6 +41,9 @@ class GroupCommit {
             // Nested inside the group's transaction: a savepoint, released or rolled back alone.
             settled.push({ ok: true, value: transaction(this.db, job.fn) });
           } catch (err) {
+            // SQLITE_FULL, IOERR and the like roll back the whole transaction, not the savepoint:
+            // the group is over (a later write would run, and commit, on its own).
+            if (!this.db.$client.inTransaction) throw err;
             settled.push({ ok: false, err });
           }
         }

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { describe, expect, it } from "vitest";
 import { openDatabase } from "../../src/db/client.js";
-import { inGroupCommit } from "../../src/db/group-commit.js";
+import { inGroupCommit, MAX_GROUP } from "../../src/db/group-commit.js";
 import { createTestContext, KEY_A, tableCounts } from "../support/context.js";
 
 function scratchTable() {
@@ -105,5 +105,45 @@ describe("group commit", () => {
     expect(new Set(created).size).toBe(3);
     expect(tableCounts(t.db).watches).toBe(3);
     expect(tableCounts(t.db).poll_targets).toBe(3);
+  });
+});
+
+describe("group commit when SQLite rolls back the whole transaction", () => {
+  it("fails every write of the group and stores none, even those after the failing one", async () => {
+    const { db, values } = scratchTable();
+    db.$client.exec("CREATE TABLE big (v TEXT)");
+    const insert = db.$client.prepare("INSERT INTO t (v) VALUES (?)");
+    const insertBig = db.$client.prepare("INSERT INTO big (v) VALUES (?)");
+    const pages = db.$client.pragma("page_count", { simple: true }) as number;
+    db.$client.pragma(`max_page_count = ${pages + 3}`);
+    const outcomes = await Promise.allSettled([
+      inGroupCommit(db, () => insert.run(1)),
+      inGroupCommit(db, () => {
+        for (let i = 0; i < 100; i++) insertBig.run("x".repeat(4000)); // SQLITE_FULL
+      }),
+      inGroupCommit(db, () => insert.run(3)),
+    ]);
+    db.$client.pragma("max_page_count = 1000000");
+    expect(outcomes.map((o) => o.status)).toEqual(["rejected", "rejected", "rejected"]);
+    expect(String((outcomes[1] as PromiseRejectedResult).reason)).toMatch(/full/i);
+    expect(values()).toEqual([]);
+  });
+
+  it("splits a burst into groups of at most MAX_GROUP writes: the first are answered before the rest run", async () => {
+    const { db, insert, values } = scratchTable();
+    const order: string[] = [];
+    await Promise.all(
+      Array.from({ length: MAX_GROUP + 5 }, (_, v) =>
+        inGroupCommit(db, () => {
+          order.push(`run ${v}`);
+          insert.run(v);
+        }).then(() => order.push(`answered ${v}`)),
+      ),
+    );
+    expect(values()).toHaveLength(MAX_GROUP + 5);
+    expect(order.indexOf(`answered ${MAX_GROUP - 1}`)).toBeLessThan(
+      order.indexOf(`run ${MAX_GROUP}`),
+    );
+    expect(order.indexOf(`run ${MAX_GROUP - 1}`)).toBeLessThan(order.indexOf("answered 0"));
   });
 });
