@@ -4,6 +4,7 @@ import { newId } from "../domain/ids.js";
 import { canonicalJson } from "../domain/json.js";
 import { type Db, preparedOnce, transaction } from "./client.js";
 import { pollTargets, tenants, watches } from "./schema.js";
+import { recountActiveWatches } from "./tenants.js";
 import { getWatch, type WatchWithTask } from "./watches.js";
 
 export interface Registration {
@@ -134,8 +135,11 @@ export function registerWatch(
       }
       return { kind: "existing", watch: watchOf(existing.id) };
     }
+    // At the limit, the rows are counted to be sure (see recountActiveWatches).
     const active = s.activeCount.get({ tenantId: input.tenantId })?.n ?? 0;
-    if (active >= opts.maxActive) return { kind: "limit", limit: opts.maxActive };
+    if (active >= opts.maxActive && recountActiveWatches(db, input.tenantId) >= opts.maxActive) {
+      return { kind: "limit", limit: opts.maxActive };
+    }
 
     s.storeKey.run({ tenantId: input.tenantId, apiKeyEnc: input.apiKeyEnc, now });
     const pollTargetId = wakeTarget(db, input.tenantId, input.taskId, now, opts.minIntervalMs);

@@ -1,4 +1,4 @@
-import { eq, sql } from "drizzle-orm";
+import { eq, type SQL, sql } from "drizzle-orm";
 import { generateSigningSecret } from "../delivery/sign.js";
 import { decryptSecret, encryptSecret } from "../domain/crypto.js";
 import { type Db, preparedOnce } from "./client.js";
@@ -17,17 +17,54 @@ export function tenantApiKey(db: Db, key: Buffer, tenantId: string): string | nu
 }
 
 /**
+ * A tenant's active watches counted from the rows, through its poll targets (no index by tenant and
+ * status is kept). Used where tenants.active_watches must be right: a process of an older release on
+ * the same file (a rolling restart, a rollback) creates and ends watches without keeping the count.
+ */
+const countedActive = (tenantId: SQL) =>
+  sql`(SELECT count(*) FROM poll_targets pt JOIN watches w ON w.poll_target_id = pt.id
+    AND w.status = 'active' WHERE pt.tenant_id = ${tenantId})`;
+
+/** Counts the tenant's active watches from the rows, and stores that count. */
+export function recountActiveWatches(db: Db, tenantId: string): number {
+  const row = db
+    .update(tenants)
+    .set({ activeWatches: countedActive(sql`${tenantId}`) })
+    .where(eq(tenants.id, tenantId))
+    .returning({ n: tenants.activeWatches })
+    .get();
+  return row?.n ?? 0;
+}
+
+/**
+ * Every tenant's count from the rows, and the keys no active watch needs any more forgotten: run when
+ * this process takes the scheduler over, so that counts left wrong by an older release are set right.
+ */
+export function recountAllActiveWatches(db: Db): void {
+  db.update(tenants)
+    .set({ activeWatches: countedActive(sql`${tenants.id}`) })
+    .run();
+  db.update(tenants)
+    .set({ apiKeyEnc: null })
+    .where(sql`${tenants.activeWatches} = 0 AND ${tenants.apiKeyEnc} IS NOT NULL`)
+    .run();
+}
+
+/**
  * Counts `count` of the tenant's watches out of the active ones. The key is kept only while a watch
- * needs it: it is forgotten once the tenant has no active watch left.
+ * needs it: when the count says none is left, the rows are counted to be sure before it is forgotten.
  */
 export function watchesEnded(db: Db, tenantId: string, count: number): void {
-  db.update(tenants)
-    .set({
-      activeWatches: sql`max(0, ${tenants.activeWatches} - ${count})`,
-      apiKeyEnc: sql`CASE WHEN ${tenants.activeWatches} - ${count} <= 0 THEN NULL ELSE ${tenants.apiKeyEnc} END`,
-    })
+  const row = db
+    .update(tenants)
+    .set({ activeWatches: sql`max(0, ${tenants.activeWatches} - ${count})` })
     .where(eq(tenants.id, tenantId))
-    .run();
+    .returning({ n: tenants.activeWatches })
+    .get();
+  if (row === undefined || row.n > 0) return;
+  if (recountActiveWatches(db, tenantId) === 0) {
+    db.update(tenants).set({ apiKeyEnc: null }).where(eq(tenants.id, tenantId)).run();
+  }
 }
 
 export interface SigningSecrets {

@@ -3,7 +3,7 @@ import type { Config } from "../config.js";
 import { type Db, transaction } from "../db/client.js";
 import { acquireLease, leaseHolder, releaseLease, takeOverDeadLease } from "../db/leases.js";
 import { type DueTarget, pollStatements, updateTarget } from "../db/polls.js";
-import { tenantApiKey } from "../db/tenants.js";
+import { recountAllActiveWatches, tenantApiKey } from "../db/tenants.js";
 import { backoffDelay } from "../domain/backoff.js";
 import type { Logger } from "../log.js";
 import { Loop } from "../loop.js";
@@ -416,6 +416,10 @@ export class Scheduler {
       acquireLease(this.deps.db, LEASE_NAME, this.holder, now, LEASE_TTL_MS) ||
       this.takeOverFromDead(now);
     this.leaseCheckedAt = now;
+    if (this.leader && !was) {
+      // Counts of active watches left wrong by an older release that held the scheduler before.
+      transaction(this.deps.db, () => recountAllActiveWatches(this.deps.db));
+    }
     if (this.leader !== was) {
       this.deps.logger.info(
         { leader: this.leader },
