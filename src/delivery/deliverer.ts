@@ -143,7 +143,7 @@ export class Deliverer {
     let tx: {
       outcomes: string[];
       claimed: DueDelivery[];
-      secrets: Map<string, string[]>;
+      secrets: Map<string, string[] | null>;
       earliest: number | null;
     };
     try {
@@ -153,7 +153,7 @@ export class Deliverer {
       tx = transaction(this.deps.db, () => {
         const outcomes = batch.map((f) => this.record(f));
         const claimed = this.stmts.due(now, limit);
-        const secrets = new Map<string, string[]>();
+        const secrets = new Map<string, string[] | null>();
         for (const row of claimed) {
           this.stmts.lease(row.id, leaseUntil);
           if (!secrets.has(row.tenantId))
@@ -168,7 +168,9 @@ export class Deliverer {
     }
     for (const outcome of tx.outcomes) this.deps.metrics.deliveries.inc({ outcome });
     for (const delivery of tx.claimed) {
-      this.dispatch(delivery, leaseUntil, tx.secrets.get(delivery.tenantId) ?? [], now);
+      const secrets = tx.secrets.get(delivery.tenantId);
+      // Unreadable secrets: the delivery stays leased and is tried again once the lease runs out.
+      if (secrets) this.dispatch(delivery, leaseUntil, secrets, now);
     }
     if (tx.claimed.length === limit) return 0;
     const { earliest } = tx;
@@ -180,10 +182,29 @@ export class Deliverer {
    * one prepared select and decrypted once per ciphertext (a rotation stores a new one, so a cached
    * plaintext is never stale); a tenant without a secret yet gets one created.
    */
-  private secretsOf(tenantId: string, now: number): string[] {
+  private secretsOf(tenantId: string, now: number): string[] | null {
+    try {
+      return this.readSecrets(tenantId, now);
+    } catch (err) {
+      if (!this.deps.db.$client.inTransaction) throw err; // the tick's transaction is gone
+      // One tenant's secret that no longer decrypts (ENCRYPTION_KEY replaced) must not hold up the
+      // tick: the others' deliveries go on.
+      this.deps.logger.error(
+        { err, tenant: tenantId.slice(0, 12) },
+        "signing secret unreadable: this tenant's webhooks wait",
+      );
+      return null;
+    }
+  }
+
+  private readSecrets(tenantId: string, now: number): string[] {
     const stored = storedSigningSecrets(this.deps.db, tenantId);
     if (!stored) {
-      return [signingSecrets(this.deps.db, this.deps.encryptionKey, tenantId, now).current];
+      // In a savepoint of its own: should creating the secret fail, nothing of it stays.
+      const created = transaction(this.deps.db, () =>
+        signingSecrets(this.deps.db, this.deps.encryptionKey, tenantId, now),
+      );
+      return [created.current];
     }
     const current = this.decrypt(stored.current);
     const previousValid = stored.previous !== null && (stored.previousUntil ?? 0) > now;

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { ADMIN } from "../support/context.js";
+import { encryptSecret, hashApiKey } from "../../src/domain/crypto.js";
+import { ADMIN, KEY_A, KEY_B } from "../support/context.js";
 import { processing } from "../support/fake-upstream.js";
 import { redirect } from "../support/receiver.js";
 import {
@@ -305,5 +306,25 @@ describe("under load", () => {
     await d.deliverer.tick();
     expect(onlyDelivery(t, watchOf(answered)).status).toBe("delivered");
     await rx.waitFor(9);
+  });
+});
+
+describe("a tenant whose signing secret no longer decrypts", () => {
+  it("waits alone: the other tenants' webhooks of the same tick go out", async () => {
+    const w = await startWorld();
+    const { t, d, rx } = w;
+    const lifecycle = [processing(t.clock.now())];
+    await watchTask(w, "task_a", "/a", { lifecycle, key: KEY_A });
+    const b = await watchTask(w, "task_b", "/b", { lifecycle, key: KEY_B });
+    await w.s.step();
+    // KEY_A's secret as if sealed with another ENCRYPTION_KEY.
+    t.db.$client
+      .prepare("UPDATE tenants SET signing_secret_enc = ? WHERE id = ?")
+      .run(encryptSecret(Buffer.alloc(32, 7), "whsec_AAAA"), hashApiKey(KEY_A));
+
+    await d.step();
+    expect(rx.requests.map((r) => r.path)).toEqual(["/b"]);
+    expect(onlyDelivery(t, b.id).status).toBe("delivered");
+    expect(t.logLines.some((l) => l.includes("signing secret unreadable"))).toBe(true);
   });
 });
