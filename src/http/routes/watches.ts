@@ -137,8 +137,8 @@ const remove = createRoute({
 
 /**
  * The tenant's API key encrypted, made once per tenant and process: encrypting at every registration
- * cost as much as the rest of the route's own work, and an unchanged ciphertext lets the database
- * skip rewriting the tenant row. A new ENCRYPTION_KEY means a new process, so a fresh ciphertext.
+ * cost as much as the rest of the route's own work. A new ENCRYPTION_KEY means a new process, so a
+ * fresh ciphertext.
  */
 const ciphertexts = new WeakMap<Buffer, Map<string, string>>();
 function keyCiphertext(encryptionKey: Buffer, tenantId: string, apiKey: string): string {
