@@ -113,7 +113,9 @@ async function timePerPoll(f: Fleet, budgetMs: number, label: string): Promise<n
   } while (performance.now() - started < budgetMs && count < 500);
   const elapsed = performance.now() - started;
   const used = process.cpuUsage(cpu);
-  (cpuPerPoll[label] ??= []).push(round((used.user + used.system) / polls, 1));
+  const samples = cpuPerPoll[label] ?? [];
+  samples.push(round((used.user + used.system) / polls, 1));
+  cpuPerPoll[label] = samples;
   const polled = f.db.$client
     .prepare("SELECT count(*) AS n FROM poll_targets WHERE last_polled_at >= ?")
     .get(f.clock.now() - count) as { n: number };
