@@ -1,8 +1,14 @@
+import type { IncomingMessage } from "node:http";
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "./context.js";
 import { ApiError } from "./errors.js";
 
 const tooLarge = () => new ApiError("PAYLOAD_TOO_LARGE", "request body is over 64 KiB");
+
+/** Set by @hono/node-server: the Node request behind `c.req.raw`. */
+interface NodeBindings {
+  incoming?: IncomingMessage;
+}
 
 /**
  * Hono's bodyLimit trusts a declared Content-Length whenever one is present. This one uses the
@@ -12,10 +18,20 @@ const tooLarge = () => new ApiError("PAYLOAD_TOO_LARGE", "request body is over 6
 export function bodyLimit(maxBytes: number) {
   return createMiddleware<AppEnv>(async (c, next) => {
     if (c.req.method === "GET" || c.req.method === "HEAD") return next();
-    const body = c.req.raw.body;
-    if (!body) return next();
     const declared = Number(c.req.header("content-length"));
     if (Number.isFinite(declared) && declared > maxBytes) throw tooLarge();
+    const cache = c.req.bodyCache as Record<string, unknown>;
+    if ((c.env as NodeBindings | undefined)?.incoming && c.req.header("content-length")) {
+      // Served by Node with a declared length, which Node's parser never reads past: the adapter
+      // reads the body straight from the socket. Building the web Request and its stream, only to
+      // read it, was a fifth of a registration's CPU.
+      const bytes = Buffer.from(await c.req.raw.arrayBuffer());
+      if (bytes.byteLength > maxBytes) throw tooLarge();
+      cache.text = Promise.resolve(bytes.toString("utf8"));
+      return next();
+    }
+    const body = c.req.raw.body;
+    if (!body) return next();
     const reader = body.getReader();
     const chunks: Uint8Array[] = [];
     let size = 0;
@@ -31,9 +47,7 @@ export function bodyLimit(maxBytes: number) {
     }
     // Handed to the validators through Hono's body cache (c.req.json() reads it): no second Request.
     // (Hono types the cache as Body's methods but stores their promises.)
-    (c.req.bodyCache as Record<string, unknown>).text = Promise.resolve(
-      Buffer.concat(chunks).toString("utf8"),
-    );
+    cache.text = Promise.resolve(Buffer.concat(chunks).toString("utf8"));
     await next();
   });
 }
