@@ -46,6 +46,23 @@ export function transaction<T>(db: Db, fn: () => T): T {
   return db.$client.transaction(fn).immediate();
 }
 
+export type Settled<T> = { ok: true; value: T } | { ok: false; err: unknown };
+
+/**
+ * Inside a transaction: runs `fn` in a savepoint of its own. If it throws, its writes are rolled back
+ * alone and the error is returned, so the caller's transaction goes on. Some errors (SQLITE_FULL,
+ * IOERR) make SQLite roll back the whole transaction instead; those are thrown, for anything run
+ * after them would run, and commit, outside it.
+ */
+export function inSavepoint<T>(db: Db, fn: () => T): Settled<T> {
+  try {
+    return { ok: true, value: transaction(db, fn) };
+  } catch (err) {
+    if (!db.$client.inTransaction) throw err;
+    return { ok: false, err };
+  }
+}
+
 /**
  * Statements prepared once per database, on first use: hot paths skip drizzle's query building
  * (several times the cost of running a prepared statement).

@@ -1,4 +1,4 @@
-import { type Db, transaction } from "./client.js";
+import { type Db, inSavepoint, type Settled, transaction } from "./client.js";
 
 interface Job {
   fn: () => unknown;
@@ -33,21 +33,9 @@ class GroupCommit {
     const jobs = this.queue.slice(0, MAX_GROUP);
     this.queue = this.queue.slice(MAX_GROUP);
     if (this.queue.length > 0) setImmediate(() => this.flush());
-    const settled: Array<{ ok: true; value: unknown } | { ok: false; err: unknown }> = [];
+    let settled: Settled<unknown>[];
     try {
-      transaction(this.db, () => {
-        for (const job of jobs) {
-          try {
-            // Nested inside the group's transaction: a savepoint, released or rolled back alone.
-            settled.push({ ok: true, value: transaction(this.db, job.fn) });
-          } catch (err) {
-            // SQLITE_FULL, IOERR and the like roll back the whole transaction, not the savepoint:
-            // the group is over (a later write would run, and commit, on its own).
-            if (!this.db.$client.inTransaction) throw err;
-            settled.push({ ok: false, err });
-          }
-        }
-      });
+      settled = transaction(this.db, () => jobs.map((job) => inSavepoint(this.db, job.fn)));
     } catch (err) {
       for (const job of jobs) job.reject(err);
       return;

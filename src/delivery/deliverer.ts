@@ -1,6 +1,6 @@
 import type { Clock } from "../clock.js";
 import type { Config } from "../config.js";
-import { type Db, transaction } from "../db/client.js";
+import { type Db, inSavepoint, transaction } from "../db/client.js";
 import {
   type DeliveryStatements,
   type DueDelivery,
@@ -183,28 +183,21 @@ export class Deliverer {
    * plaintext is never stale); a tenant without a secret yet gets one created.
    */
   private secretsOf(tenantId: string, now: number): string[] | null {
-    try {
-      return this.readSecrets(tenantId, now);
-    } catch (err) {
-      if (!this.deps.db.$client.inTransaction) throw err; // the tick's transaction is gone
-      // One tenant's secret that no longer decrypts (ENCRYPTION_KEY replaced) must not hold up the
-      // tick: the others' deliveries go on.
-      this.deps.logger.error(
-        { err, tenant: tenantId.slice(0, 12) },
-        "signing secret unreadable: this tenant's webhooks wait",
-      );
-      return null;
-    }
+    // One tenant's secret that no longer decrypts (ENCRYPTION_KEY replaced), or that cannot be
+    // created, must not hold up the tick: the others' deliveries go on.
+    const read = inSavepoint(this.deps.db, () => this.readSecrets(tenantId, now));
+    if (read.ok) return read.value;
+    this.deps.logger.error(
+      { err: read.err, tenant: tenantId.slice(0, 12) },
+      "signing secret unreadable: this tenant's webhooks wait",
+    );
+    return null;
   }
 
   private readSecrets(tenantId: string, now: number): string[] {
     const stored = storedSigningSecrets(this.deps.db, tenantId);
     if (!stored) {
-      // In a savepoint of its own: should creating the secret fail, nothing of it stays.
-      const created = transaction(this.deps.db, () =>
-        signingSecrets(this.deps.db, this.deps.encryptionKey, tenantId, now),
-      );
-      return [created.current];
+      return [signingSecrets(this.deps.db, this.deps.encryptionKey, tenantId, now).current];
     }
     const current = this.decrypt(stored.current);
     const previousValid = stored.previous !== null && (stored.previousUntil ?? 0) > now;
