@@ -18,10 +18,11 @@ interface NodeBindings {
 export function bodyLimit(maxBytes: number) {
   return createMiddleware<AppEnv>(async (c, next) => {
     if (c.req.method === "GET" || c.req.method === "HEAD") return next();
-    const declared = Number(c.req.header("content-length"));
+    const length = c.req.header("content-length");
+    const declared = Number(length);
     if (Number.isFinite(declared) && declared > maxBytes) throw tooLarge();
     const cache = c.req.bodyCache as Record<string, unknown>;
-    if ((c.env as NodeBindings | undefined)?.incoming && c.req.header("content-length")) {
+    if ((c.env as NodeBindings | undefined)?.incoming && length) {
       // Served by Node with a declared length, which Node's parser never reads past: the adapter
       // reads the body straight from the socket. Building the web Request and its stream, only to
       // read it, was a fifth of a registration's CPU.
