@@ -6,9 +6,8 @@
  * are kept in a ring; a send is allowed only if the oldest of them has left the window,
  * so any half-open interval [t, t + windowMs) holds at most `limit` sends. O(1) per call.
  *
- * The upstream counts arrivals, not our sends: network jitter can squeeze two sends that
- * were a window apart into less than one on its side, so the scheduler builds this with a
- * window slightly over 1000 ms.
+ * It counts our sends, which is right for the webhook-test ping limit. The upstream budgets count
+ * arrivals instead (a send can arrive late): those are ArrivalBudget's.
  */
 export class RateWindow {
   private readonly sends: number[] = [];
