@@ -36,14 +36,5 @@ export function round(value: number, digits = 3): number {
   return Math.round(value * f) / f;
 }
 
-/** Mulberry32: a tiny seeded PRNG, so simulated workloads are the same on every run. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
+/** Mulberry32, the fake upstream's seeded PRNG: simulated workloads are the same on every run. */
+export { mulberry32 } from "../../test/support/fake-upstream.js";
