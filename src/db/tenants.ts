@@ -131,8 +131,14 @@ const secretColumns = preparedOnce((db: Db) =>
     .prepare(),
 );
 
+export interface StoredSecrets {
+  current: string;
+  previous: string | null;
+  previousUntil: number | null;
+}
+
 /** The tenant's signing secrets as stored (encrypted), or undefined when it has none yet. */
-export function storedSigningSecrets(db: Db, tenantId: string) {
+export function storedSigningSecrets(db: Db, tenantId: string): StoredSecrets | undefined {
   const row = secretColumns(db).get({ id: tenantId });
   return row?.current
     ? { current: row.current, previous: row.previous, previousUntil: row.previousUntil }

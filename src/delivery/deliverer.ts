@@ -1,12 +1,12 @@
 import type { Clock } from "../clock.js";
 import type { Config } from "../config.js";
-import { type Db, inSavepoint, transaction } from "../db/client.js";
+import { type Db, inSavepoint, type Settled, transaction } from "../db/client.js";
 import {
   type DeliveryStatements,
   type DueDelivery,
   deliveryStatements,
 } from "../db/delivery-queue.js";
-import { signingSecrets, storedSigningSecrets } from "../db/tenants.js";
+import { type StoredSecrets, signingSecrets, storedSigningSecrets } from "../db/tenants.js";
 import { endWatches } from "../db/watches.js";
 import { decryptSecret } from "../domain/crypto.js";
 import type { Logger } from "../log.js";
@@ -180,12 +180,12 @@ export class Deliverer {
   /**
    * Inside the tick's transaction: the secrets that sign a tenant's webhooks, newest first. Read with
    * one prepared select and decrypted once per ciphertext (a rotation stores a new one, so a cached
-   * plaintext is never stale); a tenant without a secret yet gets one created.
+   * plaintext is never stale); a tenant without a secret yet gets one created, in a savepoint.
    */
   private secretsOf(tenantId: string, now: number): string[] | null {
     // One tenant's secret that no longer decrypts (ENCRYPTION_KEY replaced), or that cannot be
     // created, must not hold up the tick: the others' deliveries go on.
-    const read = inSavepoint(this.deps.db, () => this.readSecrets(tenantId, now));
+    const read = this.readSecrets(tenantId, now);
     if (read.ok) return read.value;
     this.deps.logger.error(
       { err: read.err, tenant: tenantId.slice(0, 12) },
@@ -194,11 +194,25 @@ export class Deliverer {
     return null;
   }
 
-  private readSecrets(tenantId: string, now: number): string[] {
-    const stored = storedSigningSecrets(this.deps.db, tenantId);
-    if (!stored) {
-      return [signingSecrets(this.deps.db, this.deps.encryptionKey, tenantId, now).current];
+  /**
+   * A read writes nothing, so only a creation needs a savepoint of its own (a savepoint per tenant
+   * and tick was ~5 % of a delivery's CPU). An error that ended the transaction is thrown, as
+   * `inSavepoint` does.
+   */
+  private readSecrets(tenantId: string, now: number): Settled<string[]> {
+    try {
+      const stored = storedSigningSecrets(this.deps.db, tenantId);
+      if (stored) return { ok: true, value: this.decryptAll(stored, now) };
+    } catch (err) {
+      if (!this.deps.db.$client.inTransaction) throw err;
+      return { ok: false, err };
     }
+    return inSavepoint(this.deps.db, () => [
+      signingSecrets(this.deps.db, this.deps.encryptionKey, tenantId, now).current,
+    ]);
+  }
+
+  private decryptAll(stored: StoredSecrets, now: number): string[] {
     const current = this.decrypt(stored.current);
     const previousValid = stored.previous !== null && (stored.previousUntil ?? 0) > now;
     return previousValid && stored.previous ? [current, this.decrypt(stored.previous)] : [current];
