@@ -1,4 +1,5 @@
 import { Agent, errors, request } from "undici";
+import { sharedDeadlines } from "../deadline.js";
 import { parseRetryAfter } from "../domain/backoff.js";
 import { VERSION } from "../version.js";
 import { createGuardedConnector, type LookupAll } from "./guard.js";
@@ -61,6 +62,7 @@ export function createSender(opts: SenderOptions): Sender {
     }),
   });
   const userAgent = `taskhook/${VERSION}`;
+  const deadline = sharedDeadlines(opts.timeoutMs);
 
   async function send(message: WebhookMessage, now: number): Promise<Attempt> {
     const started = performance.now();
@@ -78,7 +80,7 @@ export function createSender(opts: SenderOptions): Sender {
         dispatcher: agent,
         headers,
         body: message.body,
-        signal: AbortSignal.timeout(opts.timeoutMs),
+        signal: deadline(),
       });
       const responseBody = await readExcerpt(res.body);
       const statusCode = res.statusCode;

@@ -1,5 +1,6 @@
 import { Agent, errors, request } from "undici";
 import { z } from "zod";
+import { sharedDeadlines } from "../deadline.js";
 import { parseRetryAfter } from "../domain/backoff.js";
 
 /** The upstream answer we rely on; everything else in it is kept verbatim and passed through. */
@@ -57,6 +58,7 @@ export function createUpstreamClient(opts: UpstreamClientOptions): UpstreamClien
     connect: { timeout: opts.timeoutMs },
   });
   const base = opts.baseUrl.replace(/\/+$/, "");
+  const deadline = sharedDeadlines(opts.timeoutMs);
 
   async function getTask(taskId: string, apiKey: string, now: number): Promise<PollResult> {
     try {
@@ -64,7 +66,7 @@ export function createUpstreamClient(opts: UpstreamClientOptions): UpstreamClien
         method: "GET",
         dispatcher: agent,
         headers: { authorization: `Bearer ${apiKey}`, accept: "application/json" },
-        signal: AbortSignal.timeout(opts.timeoutMs),
+        signal: deadline(),
       });
       const text = await res.body.text();
       return classify(res.statusCode, res.headers["retry-after"], text, now);

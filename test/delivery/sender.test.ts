@@ -55,6 +55,29 @@ describe("the status is the answer, whatever the body does after it", () => {
   });
 });
 
+describe("the time-out (DELIVERY_TIMEOUT_MS)", () => {
+  const stall = () => {};
+
+  it("ends every attempt of a batch started together, each after the full time-out", async () => {
+    answer = stall;
+    const attempts = await Promise.all([sender.send(message(), 0), sender.send(message(), 0)]);
+    for (const attempt of attempts) {
+      expect(attempt).toMatchObject({ statusCode: null, error: expect.stringMatching(/^timeout/) });
+      expect(attempt.durationMs).toBeGreaterThanOrEqual(250);
+    }
+  });
+
+  it("gives an attempt started later a deadline of its own, not the earlier batch's", async () => {
+    answer = stall;
+    const first = sender.send(message(), 0);
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    const second = await sender.send(message(), 150);
+    expect((await first).error).toMatch(/^timeout/);
+    expect(second.error).toMatch(/^timeout/);
+    expect(second.durationMs).toBeGreaterThanOrEqual(250);
+  });
+});
+
 describe("utf8Prefix", () => {
   it.each([
     { text: "x".repeat(10), max: 4, expected: "xxxx" },
