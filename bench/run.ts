@@ -207,6 +207,8 @@ npm run bench                       # every figure, ${opts.reps} pairs each (BEN
 npm run bench -- polls webhooks     # some figures
 BENCH_QUICK=1 npm run bench         # short runs: a check of the harness, not figures to quote
 node --import tsx bench/polls.ts    # one figure alone; add --cpu-prof --cpu-prof-dir=/tmp/prof to profile it
+node --import tsx bench/probes/page-writes.ts          # probe: a row update by table size and rows per commit
+node --import tsx bench/probes/delivery-statements.ts  # probe: the deliverer's statements per delivery
 \`\`\`
 
 This run: ${figures.join(", ")}; ${opts.reps} pairs${opts.quick ? ", quick" : ""}. Time per figure: ${timings.join(", ")}.
