@@ -6,11 +6,14 @@
  *
  *   node --import tsx bench/probes/delivery-statements.ts
  */
+import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { openDatabase, transaction } from "../../src/db/client.js";
 import { type DueDelivery, deliveryStatements } from "../../src/db/delivery-queue.js";
 import { newId } from "../../src/domain/ids.js";
 import { scratchDir } from "../lib/quiet.js";
+import { seedWatches } from "../lib/seed.js";
+import { mulberry32 } from "../lib/stats.js";
 
 const PENDING = 20_000;
 const PER_COMMIT = [8, 32, 64];
@@ -23,28 +26,32 @@ function probe(perCommit: number): Record<string, number> {
     const sqlite = db.$client;
     sqlite.pragma("wal_autocheckpoint = 0");
     const now = Date.now();
-    const watch = sqlite.prepare(
-      "INSERT INTO watches (id, tenant_id, poll_target_id, task_id, callback_url, events, status, created_at, expires_at) VALUES (?, 't', 1, ?, 'https://example.com/hook', '[]', 'active', 0, 0)",
-    );
+    seedWatches(db, {
+      keys: ["vpk_probe_deliveries"],
+      count: PENDING,
+      taskPrefix: "task_probe_",
+      callbackUrl: "https://example.com/hook",
+      encryptionKey: randomBytes(32),
+      now,
+      status: "processing",
+      dueSpreadMs: 0,
+      random: mulberry32(1),
+    });
+    // One pending delivery per watch, as the outbox writes them (so the per-watch order holds none back).
     const event = sqlite.prepare(
-      "INSERT INTO events (id, watch_id, tenant_id, sequence, type, payload, created_at) VALUES (?, ?, 't', 1, 'task.completed', ?, 0)",
+      "INSERT INTO events (id, watch_id, tenant_id, sequence, type, payload, created_at) VALUES (?, ?, ?, 1, 'task.completed', ?, ?)",
     );
     const delivery = sqlite.prepare(
-      "INSERT INTO deliveries (id, event_id, watch_id, tenant_id, callback_url, status, next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, 't', 'https://example.com/hook', 'pending', ?, 0, 0)",
+      "INSERT INTO deliveries (id, event_id, watch_id, tenant_id, callback_url, status, next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
     );
+    const watches = sqlite
+      .prepare("SELECT id, tenant_id AS tenantId, callback_url AS url FROM watches")
+      .all() as Array<{ id: string; tenantId: string; url: string }>;
     transaction(db, () => {
-      sqlite.prepare("INSERT INTO tenants (id, created_at) VALUES ('t', 0)").run();
-      sqlite
-        .prepare(
-          "INSERT INTO poll_targets (tenant_id, task_id, next_poll_at, due_at, created_at) VALUES ('t', 'task', 0, 0, 0)",
-        )
-        .run();
-      for (let i = 0; i < PENDING; i++) {
-        const watchId = newId("wch", now);
+      for (const w of watches) {
         const eventId = newId("evt", now);
-        watch.run(watchId, `task_${i}`);
-        event.run(eventId, watchId, PAYLOAD);
-        delivery.run(newId("dlv", now), eventId, watchId, now);
+        event.run(eventId, w.id, w.tenantId, PAYLOAD, now);
+        delivery.run(newId("dlv", now), eventId, w.id, w.tenantId, w.url, now, now, now);
       }
     });
     sqlite.pragma("wal_checkpoint(TRUNCATE)");
