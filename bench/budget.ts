@@ -16,7 +16,7 @@ import { startServerChild } from "./lib/child.js";
 import { type BenchOptions, type FigureRow, figureMain, log } from "./lib/figure.js";
 import { devNullLogger, scratchDir, sleep } from "./lib/quiet.js";
 import { seedWatches } from "./lib/seed.js";
-import { mulberry32, round, spread } from "./lib/stats.js";
+import { busiestWindow, mulberry32, round, spread } from "./lib/stats.js";
 
 const RPS = 50;
 const RPS_PER_KEY = 10;
@@ -111,7 +111,7 @@ export async function run(opts: BenchOptions): Promise<FigureRow[]> {
     }
     await scheduler.stop();
     const all = await upstream.call<UpstreamStats>("stats");
-    const sentBusiest = busiest(sends, 1000);
+    const sentBusiest = busiestWindow(sends, 1000);
     log(
       `budget: busiest second sent ${sentBusiest}, arrived ${all.maxInWindow} (limit ${RPS}), busiest key-second ${all.maxPerKey} (limit ${RPS_PER_KEY}), at most ${all.maxInFlight} in flight`,
     );
@@ -164,17 +164,6 @@ function sustainedRate(times: number[]): number {
     den += (t - mt) ** 2;
   });
   return den === 0 ? 0 : (num / den) * 1000;
-}
-
-/** Most of the sorted times in any half-open window [t, t + windowMs). */
-function busiest(times: readonly number[], windowMs: number): number {
-  let best = 0;
-  let start = 0;
-  for (let end = 0; end < times.length; end += 1) {
-    while ((times[end] ?? 0) - (times[start] ?? 0) >= windowMs) start += 1;
-    best = Math.max(best, end - start + 1);
-  }
-  return best;
 }
 
 figureMain(import.meta.url, run);

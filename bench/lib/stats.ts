@@ -37,4 +37,4 @@ export function round(value: number, digits = 3): number {
 }
 
 /** Mulberry32, the fake upstream's seeded PRNG: simulated workloads are the same on every run. */
-export { mulberry32 } from "../../test/support/fake-upstream.js";
+export { busiestWindow, mulberry32 } from "../../test/support/fake-upstream.js";

@@ -9,6 +9,7 @@
  * per key, the most requests in flight.
  */
 import {
+  busiestWindow,
   type LifecycleStep,
   type RecordedUpstreamRequest,
   startFakeUpstream,
@@ -29,18 +30,6 @@ export interface UpstreamSpec {
   tasks: TaskBatch[];
 }
 
-/** Most arrivals in any half-open window [t, t + windowMs), from sorted times. */
-function busiest(times: number[], windowMs: number): number {
-  times.sort((a, b) => a - b);
-  let best = 0;
-  let start = 0;
-  for (let end = 0; end < times.length; end += 1) {
-    while ((times[end] ?? 0) - (times[start] ?? 0) >= windowMs) start += 1;
-    best = Math.max(best, end - start + 1);
-  }
-  return best;
-}
-
 function stats(requests: readonly RecordedUpstreamRequest[], from: number, to: number) {
   const byKey = new Map<string, number[]>();
   const all: number[] = [];
@@ -53,8 +42,8 @@ function stats(requests: readonly RecordedUpstreamRequest[], from: number, to: n
     byKey.set(r.apiKey ?? "", list);
   }
   let maxPerKey = 0;
-  for (const times of byKey.values()) maxPerKey = Math.max(maxPerKey, busiest(times, 1000));
-  return { total: requests.length, inRange, maxInWindow: busiest(all, 1000), maxPerKey };
+  for (const times of byKey.values()) maxPerKey = Math.max(maxPerKey, busiestWindow(times, 1000));
+  return { total: requests.length, inRange, maxInWindow: busiestWindow(all, 1000), maxPerKey };
 }
 
 async function main() {

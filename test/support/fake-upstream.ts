@@ -180,6 +180,18 @@ export function withExtra(state: TaskState, extra: Record<string, unknown>): Tas
   return { ...state, extra: { ...state.extra, ...extra } };
 }
 
+/** Most of the times (any order) in one half-open window [t, t + windowMs). */
+export function busiestWindow(times: readonly number[], windowMs: number): number {
+  const sorted = [...times].sort((a, b) => a - b);
+  let best = 0;
+  let start = 0;
+  for (let end = 0; end < sorted.length; end += 1) {
+    while ((sorted[end] ?? 0) - (sorted[start] ?? 0) >= windowMs) start += 1;
+    best = Math.max(best, end - start + 1);
+  }
+  return best;
+}
+
 /** Tiny seeded PRNG (mulberry32): reproducible fault sequences without a dependency. */
 export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
@@ -529,17 +541,10 @@ export async function startFakeUpstream(opts: FakeUpstreamOptions = {}): Promise
       maxInFlight = inFlight;
     },
     maxInWindow(windowMs, filter) {
-      const times = requests
-        .filter((r) => !filter || filter(r))
-        .map((r) => r.at)
-        .sort((a, b) => a - b);
-      let best = 0;
-      let start = 0;
-      for (let end = 0; end < times.length; end += 1) {
-        while ((times[end] ?? 0) - (times[start] ?? 0) >= windowMs) start += 1;
-        best = Math.max(best, end - start + 1);
-      }
-      return best;
+      return busiestWindow(
+        requests.filter((r) => !filter || filter(r)).map((r) => r.at),
+        windowMs,
+      );
     },
     close() {
       return new Promise<void>((resolve) => {
