@@ -83,8 +83,8 @@ export function startCheckpointer(
   let stopping = false;
   worker.on("message", (result: { log: number }) => {
     if (stopping || !db.$client.open) return;
-    // A message runs between two transactions of this connection, never inside one.
-    if (result.log > restartFrames) {
+    // A message runs between two synchronous transactions of this connection; the check is a guard.
+    if (result.log > restartFrames && !db.$client.inTransaction) {
       try {
         db.$client.pragma("wal_checkpoint(PASSIVE)");
       } catch (err) {
