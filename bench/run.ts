@@ -209,6 +209,7 @@ BENCH_QUICK=1 npm run bench         # short runs: a check of the harness, not fi
 node --import tsx bench/polls.ts    # one figure alone; add --cpu-prof --cpu-prof-dir=/tmp/prof to profile it
 node --import tsx bench/probes/page-writes.ts          # probe: a row update by table size and rows per commit
 node --import tsx bench/probes/delivery-statements.ts  # probe: the deliverer's statements per delivery
+node --import tsx bench/probes/memory-schedule.ts      # probe: a steady poll with the schedule in memory
 \`\`\`
 
 This run: ${figures.join(", ")}; ${opts.reps} pairs${opts.quick ? ", quick" : ""}. Time per figure: ${timings.join(", ")}.
