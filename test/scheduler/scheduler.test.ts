@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { createTestContext, KEY_A, KEY_B, type TestContext } from "../support/context.js";
 import {
   completed,
@@ -432,6 +432,59 @@ describe("durability", () => {
       expect(up.requests.length).toBeGreaterThan(1);
     } finally {
       await second.close();
+    }
+  });
+});
+
+describe("under load", () => {
+  it("waits, at most 2 ms after its last claim, for half of the slots before it records and claims again", async () => {
+    const g = schedulerFor(t, up.url, { concurrency: 8 });
+    try {
+      const now = t.clock.now();
+      // Claimed in registration order: three answer at once, five take 1.5 s, two wait for a slot.
+      const fast = ["task_f1", "task_f2", "task_f3"];
+      for (const taskId of fast)
+        up.addTask({ taskId, apiKey: KEY_A, lifecycle: [processing(now)] });
+      for (let i = 0; i < 5; i++) {
+        up.addTask({
+          taskId: `task_s${i}`,
+          apiKey: KEY_A,
+          lifecycle: [{ fault: { kind: "slow", delayMs: 1500 } }, processing(now)],
+        });
+      }
+      for (const taskId of ["task_w1", "task_w2"]) {
+        up.addTask({ taskId, apiKey: KEY_A, lifecycle: [processing(now)] });
+      }
+      const ids = new Map<string, string>();
+      for (const taskId of [...fast, "task_s0", "task_s1", "task_s2", "task_s3", "task_s4"]) {
+        ids.set(taskId, await watch(taskId));
+      }
+      for (const taskId of ["task_w1", "task_w2"]) ids.set(taskId, await watch(taskId));
+      await g.scheduler.tick();
+      await vi.waitFor(async () => {
+        const answered = await g.metrics.registry.getSingleMetricAsString(
+          "taskhook_upstream_requests_total",
+        );
+        expect(answered).toMatch(/outcome="2xx"} 3$/m);
+        expect(up.requests).toHaveLength(8);
+      });
+      const recorded = () => fast.map((taskId) => eventsOf(ids.get(taskId) ?? "").length);
+
+      // Three slots of eight free and under 2 ms since the claim: nothing recorded, nothing claimed.
+      t.clock.advance(1);
+      expect(await g.scheduler.tick()).toBe(1);
+      expect(up.requests).toHaveLength(8);
+      expect(recorded()).toEqual([0, 0, 0]);
+
+      // 2 ms after the claim: the three answers are recorded and two slots refilled in one commit.
+      t.clock.advance(1);
+      await g.scheduler.tick();
+      expect(recorded()).toEqual([1, 1, 1]);
+      await vi.waitFor(() => expect(up.requests).toHaveLength(10));
+      const refilled = up.requests.slice(8).map((r) => r.taskId);
+      expect(refilled.sort()).toEqual(["task_w1", "task_w2"]);
+    } finally {
+      await g.close();
     }
   });
 });
