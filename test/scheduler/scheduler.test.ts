@@ -438,10 +438,11 @@ describe("durability", () => {
 
 describe("under load", () => {
   it("waits, at most 2 ms after its last claim, for half of the slots before it records and claims again", async () => {
-    const g = schedulerFor(t, up.url, { concurrency: 8 });
+    // The slow answers must still be in flight at the gathering tick, even on a stalled machine.
+    const g = schedulerFor(t, up.url, { concurrency: 8, timeoutMs: 6000 });
     try {
       const now = t.clock.now();
-      // Claimed in registration order: three answer at once, five take 1.5 s, two wait for a slot.
+      // Claimed in registration order: three answer at once, five take 4 s, two wait for a slot.
       const fast = ["task_f1", "task_f2", "task_f3"];
       for (const taskId of fast)
         up.addTask({ taskId, apiKey: KEY_A, lifecycle: [processing(now)] });
@@ -449,7 +450,7 @@ describe("under load", () => {
         up.addTask({
           taskId: `task_s${i}`,
           apiKey: KEY_A,
-          lifecycle: [{ fault: { kind: "slow", delayMs: 1500 } }, processing(now)],
+          lifecycle: [{ fault: { kind: "slow", delayMs: 4000 } }, processing(now)],
         });
       }
       for (const taskId of ["task_w1", "task_w2"]) {
@@ -461,13 +462,16 @@ describe("under load", () => {
       }
       for (const taskId of ["task_w1", "task_w2"]) ids.set(taskId, await watch(taskId));
       await g.scheduler.tick();
-      await vi.waitFor(async () => {
-        const answered = await g.metrics.registry.getSingleMetricAsString(
-          "taskhook_upstream_requests_total",
-        );
-        expect(answered).toMatch(/outcome="2xx"} 3$/m);
-        expect(up.requests).toHaveLength(8);
-      });
+      await vi.waitFor(
+        async () => {
+          const answered = await g.metrics.registry.getSingleMetricAsString(
+            "taskhook_upstream_requests_total",
+          );
+          expect(answered).toMatch(/outcome="2xx"} 3$/m);
+          expect(up.requests).toHaveLength(8);
+        },
+        { timeout: 3000 },
+      );
       const recorded = () => fast.map((taskId) => eventsOf(ids.get(taskId) ?? "").length);
 
       // Three slots of eight free and under 2 ms since the claim: nothing recorded, nothing claimed.
@@ -480,7 +484,7 @@ describe("under load", () => {
       t.clock.advance(1);
       await g.scheduler.tick();
       expect(recorded()).toEqual([1, 1, 1]);
-      await vi.waitFor(() => expect(up.requests).toHaveLength(10));
+      await vi.waitFor(() => expect(up.requests).toHaveLength(10), { timeout: 3000 });
       const refilled = up.requests.slice(8).map((r) => r.taskId);
       expect(refilled.sort()).toEqual(["task_w1", "task_w2"]);
     } finally {
