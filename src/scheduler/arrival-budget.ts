@@ -56,6 +56,12 @@ export class ArrivalBudget {
     return end === undefined ? now + this.windowMs : Math.max(now, end + this.windowMs);
   }
 
+  /** Nothing in flight and nothing ended within the window: the same as a new budget. */
+  isIdle(now: number): boolean {
+    this.prune(now);
+    return this.inFlight === 0 && this.head === this.ends.length;
+  }
+
   private prune(now: number): void {
     while (this.head < this.ends.length && (this.ends[this.head] ?? 0) + this.windowMs <= now) {
       this.head += 1;

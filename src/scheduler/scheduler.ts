@@ -11,6 +11,7 @@ import type { Metrics } from "../metrics.js";
 import { ArrivalBudget } from "./arrival-budget.js";
 import { RecentCounter } from "./recent.js";
 import {
+  BACKOFF_CAP_MS,
   expireWatches,
   type PollOutcome,
   type RecordContext,
@@ -74,6 +75,14 @@ const MAX_IDLE_MS = 1000;
  * that does not advance, the wait lasts until half of the slots are free; tests step by hand.
  */
 const GATHER_MS = 2;
+/** A decrypted API key is read again after this long (it may have been forgotten meanwhile). */
+const KEY_CACHE_MS = 60_000;
+/**
+ * How often the per-key state of keys no longer polled is dropped: their budgets, booked slots,
+ * silences and decrypted API keys. Else every key ever polled would stay in memory for the life of
+ * the process, its plaintext API key with it.
+ */
+const FORGET_EVERY_MS = 60_000;
 
 /**
  * The one central poller. Each tick: record finished polls, expire watches, claim due targets in
@@ -98,6 +107,7 @@ export class Scheduler {
   private leader = false;
   private leaseCheckedAt = -Infinity;
   private expiredAt = -Infinity;
+  private forgotAt = -Infinity;
   private claimedAt = -Infinity;
   private readonly random: () => number;
   private readonly loop: Loop;
@@ -168,6 +178,10 @@ export class Scheduler {
     if (now - this.expiredAt >= MAX_IDLE_MS) {
       this.expire();
       this.expiredAt = now;
+    }
+    if (now - this.forgotAt >= FORGET_EVERY_MS) {
+      this.forgetIdleKeys(now);
+      this.forgotAt = now;
     }
 
     const { concurrency, batchSize } = this.deps.options;
@@ -360,11 +374,47 @@ export class Scheduler {
 
   private apiKey(tenantId: string, now: number): string | null {
     const cached = this.keys.get(tenantId);
-    if (cached && now - cached.at < 60_000) return cached.apiKey;
+    if (cached && now - cached.at < KEY_CACHE_MS) return cached.apiKey;
     const apiKey = tenantApiKey(this.deps.db, this.deps.encryptionKey, tenantId);
     if (apiKey === null) this.keys.delete(tenantId);
     else this.keys.set(tenantId, { apiKey, at: now });
     return apiKey;
+  }
+
+  /**
+   * Drops what is kept per key for keys not polled lately, where dropping changes nothing: a budget
+   * with nothing in flight or within its window, a booked slot already past, a silence that ended
+   * longer ago than the longest backoff (a 429 after that starts a new run), a decrypted key past its
+   * cache time. O(keys), once a minute.
+   */
+  private forgetIdleKeys(now: number): void {
+    for (const [tenantId, cached] of this.keys) {
+      if (now - cached.at >= KEY_CACHE_MS) this.keys.delete(tenantId);
+    }
+    for (const [tenantId, budget] of this.perKey) {
+      if (budget.isIdle(now)) this.perKey.delete(tenantId);
+    }
+    for (const [tenantId, slot] of this.keySlot) {
+      if (slot <= now) this.keySlot.delete(tenantId);
+    }
+    for (const [tenantId, silent] of this.silence) {
+      if (silent.until + BACKOFF_CAP_MS <= now) this.silence.delete(tenantId);
+    }
+  }
+
+  /** What is kept in memory for a key (tests and diagnostics). */
+  keyState(tenantId: string): {
+    apiKey: boolean;
+    budget: boolean;
+    slot: boolean;
+    silence: boolean;
+  } {
+    return {
+      apiKey: this.keys.has(tenantId),
+      budget: this.perKey.has(tenantId),
+      slot: this.keySlot.has(tenantId),
+      silence: this.silence.has(tenantId),
+    };
   }
 
   /** Records every finished poll in one transaction; on a database error they wait for the next tick. */

@@ -60,6 +60,16 @@ describe("ArrivalBudget", () => {
     );
   });
 
+  it("is idle, as a new budget, only with nothing in flight and nothing ended within the window", () => {
+    const b = new ArrivalBudget(2, 1000);
+    expect(b.isIdle(0)).toBe(true);
+    expect(b.tryAcquire(0)).toBe(true);
+    expect(b.isIdle(10)).toBe(false);
+    b.release(100);
+    expect(b.isIdle(1099)).toBe(false);
+    expect(b.isIdle(1100)).toBe(true);
+  });
+
   it("refuses a limit or window that is not a positive number", () => {
     expect(() => new ArrivalBudget(0)).toThrow(RangeError);
     expect(() => new ArrivalBudget(1.5)).toThrow(RangeError);

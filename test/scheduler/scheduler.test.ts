@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { hashApiKey } from "../../src/domain/crypto.js";
 import { createTestContext, KEY_A, KEY_B, type TestContext } from "../support/context.js";
 import {
   completed,
@@ -490,6 +491,32 @@ describe("under load", () => {
     } finally {
       await g.close();
     }
+  });
+});
+
+describe("memory per key", () => {
+  it("forgets a key no longer polled (its budget and decrypted API key), not one still polled", async () => {
+    up.addTask({ taskId: "task_a", apiKey: KEY_A, lifecycle: [completed()] });
+    up.addTask({ taskId: "task_b", apiKey: KEY_B, lifecycle: [processing(t.clock.now())] });
+    await watch("task_a", {}, KEY_A);
+    await watch("task_b", {}, KEY_B);
+    await h.step();
+    const a = hashApiKey(KEY_A);
+    expect(h.scheduler.keyState(a)).toMatchObject({ apiKey: true, budget: true });
+    // A's task is done: A is not polled again. B is, every 5–15 s, for the next two minutes.
+    for (let i = 0; i < 120; i++) await h.step(1000);
+    expect(up.requestsFor("task_a")).toHaveLength(1);
+    expect(up.requestsFor("task_b").length).toBeGreaterThan(8);
+    expect(h.scheduler.keyState(a)).toEqual({
+      apiKey: false,
+      budget: false,
+      slot: false,
+      silence: false,
+    });
+    // B goes on: its key, forgotten or not, is read again when needed.
+    const before = up.requestsFor("task_b").length;
+    for (let i = 0; i < 20; i++) await h.step(1000);
+    expect(up.requestsFor("task_b").length).toBeGreaterThan(before);
   });
 });
 
