@@ -85,6 +85,11 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       help: "Deliveries that exhausted their retry schedule (replayable)",
       registers: [registry],
     }),
+    walFrames: new Gauge({
+      name: "taskhook_wal_frames",
+      help: "Pages in the SQLite WAL at the checkpointer's last pass (0 when it has just started over)",
+      registers: [registry],
+    }),
     outboxOldestAge: new Gauge({
       name: "taskhook_outbox_oldest_pending_age_seconds",
       help: "Age of the oldest pending delivery (0 when none)",

@@ -87,7 +87,11 @@ export function createService(opts: ServiceOptions) {
       ) as Server;
     });
     if (config.DATABASE_URL !== ":memory:") {
-      checkpointer = startCheckpointer(db, config.DATABASE_URL, logger);
+      checkpointer = startCheckpointer(db, config.DATABASE_URL, logger, {
+        onPass: (pass) => {
+          if (pass.log >= 0) metrics.walFrames.set(pass.log);
+        },
+      });
     }
     scheduler.start();
     deliverer.start();

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { type ServiceProcess, startService } from "../support/child.js";
 import {
   completed,
@@ -76,6 +76,15 @@ describe("graceful shutdown (a real child process)", () => {
     rx.enqueue({ status: 200, delayMs: 1000 });
     svc = await startService(env({ SHUTDOWN_GRACE_MS: "10000" }));
     await register("task_1");
+    // The WAL's size is a gauge, set by the checkpointer's passes (one every 0.5 s): non-zero while
+    // the registration, its polls and its deliveries are written (0 again once the WAL starts over).
+    await vi.waitFor(
+      async () => {
+        const metrics = await (await fetch(`${svc?.url}/metrics`)).text();
+        expect(Number(metrics.match(/^taskhook_wal_frames (\d+)$/m)?.[1])).toBeGreaterThan(0);
+      },
+      { timeout: 10_000, interval: 100 },
+    );
     await rx.waitFor(1, 10_000);
     svc.kill("SIGTERM");
     expect(await svc.exited).toBe(0);
@@ -89,6 +98,15 @@ describe("graceful shutdown (a real child process)", () => {
     const settings = env({ SHUTDOWN_GRACE_MS: "500", DELIVERY_TIMEOUT_MS: "60000" });
     svc = await startService(settings);
     await register("task_1");
+    // The WAL's size is a gauge, set by the checkpointer's passes (one every 0.5 s): non-zero while
+    // the registration, its polls and its deliveries are written (0 again once the WAL starts over).
+    await vi.waitFor(
+      async () => {
+        const metrics = await (await fetch(`${svc?.url}/metrics`)).text();
+        expect(Number(metrics.match(/^taskhook_wal_frames (\d+)$/m)?.[1])).toBeGreaterThan(0);
+      },
+      { timeout: 10_000, interval: 100 },
+    );
     await rx.waitFor(1, 10_000);
     const stopping = Date.now();
     svc.kill("SIGTERM");
@@ -107,6 +125,15 @@ describe("graceful shutdown (a real child process)", () => {
     rx.enqueue("hang", "/hook");
     svc = await startService(env({ SHUTDOWN_GRACE_MS: "60000", DELIVERY_TIMEOUT_MS: "60000" }));
     await register("task_1");
+    // The WAL's size is a gauge, set by the checkpointer's passes (one every 0.5 s): non-zero while
+    // the registration, its polls and its deliveries are written (0 again once the WAL starts over).
+    await vi.waitFor(
+      async () => {
+        const metrics = await (await fetch(`${svc?.url}/metrics`)).text();
+        expect(Number(metrics.match(/^taskhook_wal_frames (\d+)$/m)?.[1])).toBeGreaterThan(0);
+      },
+      { timeout: 10_000, interval: 100 },
+    );
     await rx.waitFor(1, 10_000);
     svc.kill("SIGTERM");
     await svc.waitForLine(/shutting down/);
@@ -127,6 +154,15 @@ describe("logs (a real child process, a full lifecycle)", () => {
     const { secret } = (await secretRes.json()) as { secret: string };
     expect(secretRes.headers.get("x-request-id")).toMatch(/.+/);
     await register("task_1");
+    // The WAL's size is a gauge, set by the checkpointer's passes (one every 0.5 s): non-zero while
+    // the registration, its polls and its deliveries are written (0 again once the WAL starts over).
+    await vi.waitFor(
+      async () => {
+        const metrics = await (await fetch(`${svc?.url}/metrics`)).text();
+        expect(Number(metrics.match(/^taskhook_wal_frames (\d+)$/m)?.[1])).toBeGreaterThan(0);
+      },
+      { timeout: 10_000, interval: 100 },
+    );
     await rx.waitFor(
       (reqs) =>
         reqs.filter((r) => r.json && (r.json as { type: string }).type === "task.completed")
