@@ -360,7 +360,7 @@ export class Scheduler {
         ? 0
         : backoffDelay(
             strikes,
-            { baseMs: 1000, capMs: 5 * 60 * 1000, floorMs: 1000 },
+            { baseMs: 1000, capMs: BACKOFF_CAP_MS, floorMs: 1000 },
             this.random,
           ));
     const until = Math.max(previous?.until ?? 0, now + wait);
