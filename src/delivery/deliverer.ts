@@ -10,7 +10,7 @@ import { type StoredSecrets, signingSecrets, storedSigningSecrets } from "../db/
 import { endWatches } from "../db/watches.js";
 import { decryptSecret } from "../domain/crypto.js";
 import type { Logger } from "../log.js";
-import { Loop } from "../loop.js";
+import { gatherWait, Loop } from "../loop.js";
 import type { Metrics } from "../metrics.js";
 import { nextAttemptDelay } from "./retry.js";
 import type { Attempt, Sender } from "./sender.js";
@@ -51,13 +51,6 @@ interface Finished {
 }
 
 const MAX_IDLE_MS = 1000;
-/**
- * Under load a tick waits, at most this long after the previous claim, until half of the slots are
- * free: one commit then records and claims several deliveries. A commit per finished attempt was
- * most of a delivery's database cost (webhooks/s +20–35 % in bench/webhooks.ts for a quarter of the
- * slots, ~10 % more for half: 0.7 WAL frames per delivery instead of 1.15).
- */
-const GATHER_MS = 2;
 
 /**
  * Sends the outbox. Each tick records finished attempts in one transaction, then claims due
@@ -71,7 +64,7 @@ export class Deliverer {
   /** Delivery id → its claim's lease. */
   private readonly inFlightIds = new Map<string, number>();
   private finished: Finished[] = [];
-  /** When the last tick recorded and claimed (see GATHER_MS). */
+  /** When the last tick recorded and claimed (see `gatherWait`). */
   private claimedAt = -Infinity;
   private readonly random: () => number;
   private readonly loop: Loop;
@@ -132,10 +125,8 @@ export class Deliverer {
       this.flush();
       return MAX_IDLE_MS;
     }
-    const sinceClaim = now - this.claimedAt;
-    if (free < this.deps.options.concurrency / 2 && sinceClaim >= 0 && sinceClaim < GATHER_MS) {
-      return GATHER_MS - sinceClaim;
-    }
+    const wait = gatherWait(free, this.deps.options.concurrency, now - this.claimedAt);
+    if (wait !== null) return wait;
     this.claimedAt = now;
     const limit = Math.min(free, this.deps.options.batchSize ?? 200);
     const leaseUntil = now + this.deps.options.timeoutMs + 5000;

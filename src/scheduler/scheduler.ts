@@ -6,7 +6,7 @@ import { type DueTarget, pollStatements, updateTarget } from "../db/polls.js";
 import { recountAllActiveWatches, tenantApiKey } from "../db/tenants.js";
 import { backoffDelay } from "../domain/backoff.js";
 import type { Logger } from "../log.js";
-import { Loop } from "../loop.js";
+import { gatherWait, Loop } from "../loop.js";
 import type { Metrics } from "../metrics.js";
 import { ArrivalBudget } from "./arrival-budget.js";
 import { RecentCounter } from "./recent.js";
@@ -66,15 +66,6 @@ export const LEASE_NAME = "scheduler";
 export const LEASE_TTL_MS = 15_000;
 /** Longest sleep between ticks: expiry and the leader lease are checked at least this often. */
 const MAX_IDLE_MS = 1000;
-/**
- * Under load a tick waits, at most this long after the previous claim, until half of the slots are
- * free, as the deliverer does: one commit then records and claims several polls. A commit costs
- * ~26 system calls here whatever it holds (two per WAL frame, six locks), and a tick per finished
- * poll committed ~8 polls at a time (polls/s +7–12 % in alternating runs of bench/polls.ts). A due
- * poll may so leave up to 2 ms later while more than half of the slots are busy. On a ManualClock
- * that does not advance, the wait lasts until half of the slots are free; tests step by hand.
- */
-const GATHER_MS = 2;
 /** A decrypted API key is read again after this long (it may have been forgotten meanwhile). */
 const KEY_CACHE_MS = 60_000;
 /**
@@ -108,6 +99,7 @@ export class Scheduler {
   private leaseCheckedAt = -Infinity;
   private expiredAt = -Infinity;
   private forgotAt = -Infinity;
+  /** When the last tick recorded and claimed (see `gatherWait`). */
   private claimedAt = -Infinity;
   private readonly random: () => number;
   private readonly loop: Loop;
@@ -185,12 +177,9 @@ export class Scheduler {
     }
 
     const { concurrency, batchSize } = this.deps.options;
-    const free = concurrency - this.inFlight.size;
-    const sinceClaim = now - this.claimedAt;
-    if (free > 0 && free < concurrency / 2 && sinceClaim >= 0 && sinceClaim < GATHER_MS) {
-      // More polls will finish within the wait: record and claim them in one commit.
-      return GATHER_MS - sinceClaim;
-    }
+    // Under load, more polls finish within a short wait: one commit records and claims them all.
+    const wait = gatherWait(concurrency - this.inFlight.size, concurrency, now - this.claimedAt);
+    if (wait !== null) return wait;
     if (this.inFlight.size >= concurrency || this.global.nextFreeAt(now) > now) {
       this.flush();
       // A completion wakes us; else the budget's next free slot.
