@@ -55,8 +55,16 @@ export type Settled<T> = { ok: true; value: T } | { ok: false; err: unknown };
  * after them would run, and commit, outside it.
  */
 export function inSavepoint<T>(db: Db, fn: () => T): Settled<T> {
+  return settled(db, () => transaction(db, fn));
+}
+
+/**
+ * Inside a transaction: runs `fn` (which writes nothing, or runs its writes in a savepoint) and
+ * returns its error instead of throwing it, unless the error ended the transaction (see inSavepoint).
+ */
+export function settled<T>(db: Db, fn: () => T): Settled<T> {
   try {
-    return { ok: true, value: transaction(db, fn) };
+    return { ok: true, value: fn() };
   } catch (err) {
     if (!db.$client.inTransaction) throw err;
     return { ok: false, err };
