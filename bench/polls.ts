@@ -18,8 +18,9 @@ import { Scheduler } from "../src/scheduler/scheduler.js";
 import { createUpstreamClient, type UpstreamClient } from "../src/scheduler/upstream.js";
 import { startServerChild } from "./lib/child.js";
 import { type BenchOptions, type FigureRow, figureMain, log } from "./lib/figure.js";
+import { closedLoop, ratePerSecond } from "./lib/loops.js";
 import { measurePairs } from "./lib/pairs.js";
-import { devNullLogger, scratchDir, sleep } from "./lib/quiet.js";
+import { devNullLogger, scratchDir } from "./lib/quiet.js";
 import { seedWatches } from "./lib/seed.js";
 import { mulberry32, round } from "./lib/stats.js";
 
@@ -63,25 +64,15 @@ export async function run(opts: BenchOptions): Promise<FigureRow[]> {
   async function bare(): Promise<number> {
     await upstream.call("reset");
     const agent = new Agent({ connections: CONCURRENCY, keepAliveTimeout: 30_000 });
-    let next = 0;
-    let done = 0;
-    let stopping = false;
-    const worker = async () => {
-      while (!stopping) {
-        const i = next++ % TARGETS;
-        const res = await request(`${upstream.url}/v1/tasks/${PREFIX}${i}`, {
-          method: "GET",
-          dispatcher: agent,
-          headers: { authorization: `Bearer ${KEYS[i % KEYS.length]}`, accept: "application/json" },
-        });
-        await res.body.text();
-        done += 1;
-      }
-    };
-    const workers = Array.from({ length: CONCURRENCY }, worker);
-    const rate = await window(() => done, seconds);
-    stopping = true;
-    await Promise.all(workers);
+    const rate = await closedLoop(CONCURRENCY, seconds, async (n) => {
+      const i = n % TARGETS;
+      const res = await request(`${upstream.url}/v1/tasks/${PREFIX}${i}`, {
+        method: "GET",
+        dispatcher: agent,
+        headers: { authorization: `Bearer ${KEYS[i % KEYS.length]}`, accept: "application/json" },
+      });
+      await res.body.text();
+    });
     await agent.close();
     return rate;
   }
@@ -121,7 +112,7 @@ export async function run(opts: BenchOptions): Promise<FigureRow[]> {
       },
     });
     s.start();
-    const rate = await window(() => done, seconds);
+    const rate = await ratePerSecond(() => done, seconds);
     await s.stop();
     await client.close();
     return rate;
@@ -156,15 +147,6 @@ export async function run(opts: BenchOptions): Promise<FigureRow[]> {
     scratch.cleanup();
     await upstream.stop();
   }
-}
-
-/** Completions per second over `seconds`, after half a second of warm-up. */
-async function window(count: () => number, seconds: number): Promise<number> {
-  await sleep(500);
-  const c0 = count();
-  const t0 = performance.now();
-  await sleep(seconds * 1000);
-  return ((count() - c0) * 1000) / (performance.now() - t0);
 }
 
 figureMain(import.meta.url, run);

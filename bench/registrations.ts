@@ -8,51 +8,27 @@
  */
 import { randomBytes } from "node:crypto";
 import type { Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import { serve } from "@hono/node-server";
 import { Hono } from "hono";
 import { systemClock } from "../src/clock.js";
-import { loadConfig } from "../src/config.js";
+import { type Config, loadConfig } from "../src/config.js";
 import { startCheckpointer } from "../src/db/checkpointer.js";
-import { openDatabase } from "../src/db/client.js";
+import { type Db, openDatabase } from "../src/db/client.js";
 import { createSender } from "../src/delivery/sender.js";
 import { createApp } from "../src/http/app.js";
 import { createMetrics } from "../src/metrics.js";
-import { runTs } from "./lib/child.js";
 import { type BenchOptions, type FigureRow, figureMain } from "./lib/figure.js";
 import { measurePairs } from "./lib/pairs.js";
 import { devNullLogger, scratchDir } from "./lib/quiet.js";
+import { listen, postWatchesLoad } from "./lib/serve.js";
 import { round } from "./lib/stats.js";
 
 const KEYS = Array.from({ length: 100 }, (_, i) => `vpk_bench_reg_${i}`);
 const CONNECTIONS = 16;
 
-interface LoadResult {
-  rps: number;
-  total: number;
-  non2xx: number;
-  errors: number;
-  timeouts: number;
-}
-
-function listen(fetch: (req: Request) => Response | Promise<Response>): Promise<Server> {
-  return new Promise((resolve) => {
-    const server = serve({ fetch, port: 0, hostname: "127.0.0.1" }, () =>
-      resolve(server as Server),
-    );
-  });
-}
-
-export async function run(opts: BenchOptions): Promise<FigureRow[]> {
-  const seconds = opts.quick ? 2 : 4;
-  const scratch = scratchDir("registrations");
-  const dbPath = join(scratch.dir, "registrations.db");
-  const config = loadConfig({ DATABASE_URL: dbPath, LOG_LEVEL: "info" });
-  const db = openDatabase(dbPath);
-  // As the service runs it: WAL checkpoints on a worker thread (src/service.ts).
-  const checkpointer = startCheckpointer(db, dbPath, devNullLogger());
-  const app = createApp({
+/** The real app, as the service builds it (request logging at `info`, to /dev/null). */
+export function serviceApp(db: Db, config: Config) {
+  return createApp({
     db,
     config,
     clock: systemClock,
@@ -63,26 +39,33 @@ export async function run(opts: BenchOptions): Promise<FigureRow[]> {
     loops: () => ({ scheduler: true, deliverer: true }),
     wake: { scheduler: () => {}, deliverer: () => {} },
   });
+}
+
+/** The baseline: a trivial Hono route at the same path. */
+export function trivialApp() {
   const trivial = new Hono();
   trivial.post("/v1/watches", (c) => c.json({ ok: true }, 201));
+  return trivial;
+}
+
+export async function run(opts: BenchOptions): Promise<FigureRow[]> {
+  const seconds = opts.quick ? 2 : 4;
+  const scratch = scratchDir("registrations");
+  const dbPath = join(scratch.dir, "registrations.db");
+  const config = loadConfig({ DATABASE_URL: dbPath, LOG_LEVEL: "info" });
+  const db = openDatabase(dbPath);
+  // As the service runs it: WAL checkpoints on a worker thread (src/service.ts).
+  const checkpointer = startCheckpointer(db, dbPath, devNullLogger());
+  const app = serviceApp(db, config);
+  const trivial = trivialApp();
 
   const real = await listen(app.fetch);
   const base = await listen(trivial.fetch);
   let runs = 0;
   const load = async (server: Server, check: boolean): Promise<number> => {
     runs += 1;
-    const { port } = server.address() as AddressInfo;
-    const spec = {
-      url: `http://127.0.0.1:${port}`,
-      path: "/v1/watches",
-      seconds,
-      connections: CONNECTIONS,
-      keys: KEYS,
-      run: `r${runs}`,
-    };
-    const { code, stdout } = await runTs("bench/lib/load.ts", [JSON.stringify(spec)]);
-    if (code !== 0) throw new Error(`autocannon exited with ${code}`);
-    const result = JSON.parse(stdout.trim().split("\n").pop() ?? "{}") as LoadResult;
+    const spec = { seconds, connections: CONNECTIONS, keys: KEYS, run: `r${runs}` };
+    const result = await postWatchesLoad(server, spec);
     if (check && (result.non2xx > 0 || result.errors > 0)) {
       throw new Error(`POST /v1/watches: ${result.non2xx} non-2xx, ${result.errors} errors`);
     }

@@ -19,6 +19,7 @@ import { createSender, type Sender } from "../src/delivery/sender.js";
 import { createMetrics } from "../src/metrics.js";
 import { startServerChild } from "./lib/child.js";
 import { type BenchOptions, type FigureRow, figureMain, log } from "./lib/figure.js";
+import { drainLoop } from "./lib/loops.js";
 import { measurePairs } from "./lib/pairs.js";
 import { devNullLogger, scratchDir } from "./lib/quiet.js";
 import { seedWatches } from "./lib/seed.js";
@@ -112,21 +113,15 @@ export async function run(opts: BenchOptions): Promise<FigureRow[]> {
   async function bare(): Promise<number> {
     await receiver.call("reset");
     const agent = new Agent({ connections: CONNECTIONS, keepAliveTimeout: 10_000 });
-    let next = 0;
-    const started = performance.now();
-    const worker = async () => {
-      for (let i = next++; i < bodies.length; i = next++) {
-        const res = await request(callbackUrl, {
-          method: "POST",
-          dispatcher: agent,
-          headers: { "content-type": "application/json" },
-          body: bodies[i],
-        });
-        await res.body.text();
-      }
-    };
-    await Promise.all(Array.from({ length: CONCURRENCY }, worker));
-    const rate = (bodies.length * 1000) / (performance.now() - started);
+    const rate = await drainLoop(CONCURRENCY, bodies.length, async (i) => {
+      const res = await request(callbackUrl, {
+        method: "POST",
+        dispatcher: agent,
+        headers: { "content-type": "application/json" },
+        body: bodies[i],
+      });
+      await res.body.text();
+    });
     await agent.close();
     return rate;
   }

@@ -15,6 +15,8 @@ interface LoadSpec {
   keys: string[];
   /** Makes task ids unique across the runs of one benchmark. */
   run: string;
+  /** Default: a public https URL, so that every registration is accepted. */
+  callbackUrl?: string;
 }
 
 async function main() {
@@ -36,7 +38,7 @@ async function main() {
             headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
             body: JSON.stringify({
               task_id: `task_${spec.run}_${n}`,
-              callback_url: "https://app.example.com/hooks/vibepeak",
+              callback_url: spec.callbackUrl ?? "https://app.example.com/hooks/vibepeak",
               metadata: { order_id: n },
             }),
           };
