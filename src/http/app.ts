@@ -59,6 +59,9 @@ export function createApp(deps: AppDeps) {
     },
   });
 
+  // The access line holds only the fields below, none a credential, so it skips the redaction pass
+  // the other lines get (src/log.ts): that pass was half of the line's cost, ~6 µs per request.
+  const accessLog = deps.logger.child({}, { redact: [] });
   app.use("*", async (c, next) => {
     const requestId = c.req.header("x-request-id")?.slice(0, 128) || randomUUID();
     c.set("deps", deps);
@@ -66,7 +69,7 @@ export function createApp(deps: AppDeps) {
     c.header("x-request-id", requestId);
     const started = performance.now();
     await next();
-    deps.logger.info(
+    accessLog.info(
       {
         requestId,
         method: c.req.method,
