@@ -210,6 +210,7 @@ node --import tsx bench/polls.ts    # one figure alone; add --cpu-prof --cpu-pro
 node --import tsx bench/probes/page-writes.ts          # probe: a row update by table size and rows per commit
 node --import tsx bench/probes/delivery-statements.ts  # probe: the deliverer's statements per delivery
 node --import tsx bench/probes/memory-schedule.ts      # probe: a steady poll with the schedule in memory
+node --import tsx bench/probes/layers.ts               # probe: each figure's HTTP layer alone, and what it leaves
 \`\`\`
 
 This run: ${figures.join(", ")}; ${opts.reps} pairs${opts.quick ? ", quick" : ""}. Time per figure: ${timings.join(", ")}.
