@@ -9,7 +9,6 @@
  */
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
-import { Agent, request } from "undici";
 import { systemClock } from "../src/clock.js";
 import { startCheckpointer } from "../src/db/checkpointer.js";
 import { openDatabase } from "../src/db/client.js";
@@ -18,7 +17,7 @@ import { Scheduler } from "../src/scheduler/scheduler.js";
 import { createUpstreamClient, type UpstreamClient } from "../src/scheduler/upstream.js";
 import { startServerChild } from "./lib/child.js";
 import { type BenchOptions, type FigureRow, figureMain, log } from "./lib/figure.js";
-import { closedLoop, ratePerSecond } from "./lib/loops.js";
+import { bareGets, ratePerSecond } from "./lib/loops.js";
 import { measurePairs } from "./lib/pairs.js";
 import { devNullLogger, scratchDir } from "./lib/quiet.js";
 import { seedWatches } from "./lib/seed.js";
@@ -63,18 +62,10 @@ export async function run(opts: BenchOptions): Promise<FigureRow[]> {
 
   async function bare(): Promise<number> {
     await upstream.call("reset");
-    const agent = new Agent({ connections: CONCURRENCY, keepAliveTimeout: 30_000 });
-    const rate = await closedLoop(CONCURRENCY, seconds, async (n) => {
+    return bareGets(upstream.url, CONCURRENCY, seconds, (n) => {
       const i = n % TARGETS;
-      const res = await request(`${upstream.url}/v1/tasks/${PREFIX}${i}`, {
-        method: "GET",
-        dispatcher: agent,
-        headers: { authorization: `Bearer ${KEYS[i % KEYS.length]}`, accept: "application/json" },
-      });
-      await res.body.text();
+      return { taskId: `${PREFIX}${i}`, apiKey: KEYS[i % KEYS.length] ?? "" };
     });
-    await agent.close();
-    return rate;
   }
 
   async function scheduler(): Promise<number> {

@@ -8,7 +8,6 @@
  */
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
-import { Agent, request } from "undici";
 import { systemClock } from "../src/clock.js";
 import { startCheckpointer } from "../src/db/checkpointer.js";
 import { openDatabase, transaction } from "../src/db/client.js";
@@ -19,7 +18,7 @@ import { createSender, type Sender } from "../src/delivery/sender.js";
 import { createMetrics } from "../src/metrics.js";
 import { startServerChild } from "./lib/child.js";
 import { type BenchOptions, type FigureRow, figureMain, log } from "./lib/figure.js";
-import { drainLoop } from "./lib/loops.js";
+import { barePosts } from "./lib/loops.js";
 import { measurePairs } from "./lib/pairs.js";
 import { devNullLogger, scratchDir } from "./lib/quiet.js";
 import { seedWatches } from "./lib/seed.js";
@@ -112,18 +111,7 @@ export async function run(opts: BenchOptions): Promise<FigureRow[]> {
 
   async function bare(): Promise<number> {
     await receiver.call("reset");
-    const agent = new Agent({ connections: CONNECTIONS, keepAliveTimeout: 10_000 });
-    const rate = await drainLoop(CONCURRENCY, bodies.length, async (i) => {
-      const res = await request(callbackUrl, {
-        method: "POST",
-        dispatcher: agent,
-        headers: { "content-type": "application/json" },
-        body: bodies[i],
-      });
-      await res.body.text();
-    });
-    await agent.close();
-    return rate;
+    return barePosts(callbackUrl, bodies, CONCURRENCY, CONNECTIONS);
   }
 
   async function deliverer(): Promise<number> {

@@ -1,3 +1,4 @@
+import { Agent, request } from "undici";
 import { sleep } from "./quiet.js";
 
 /** Completions per second over `seconds`, after half a second of warm-up. */
@@ -47,4 +48,49 @@ export async function drainLoop(
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
   return (count * 1000) / (performance.now() - started);
+}
+
+/**
+ * The polls figure's baseline: a bare undici loop GETting `/v1/tasks/{taskId}` with the task's key,
+ * `concurrency` in flight over as many sockets, for `seconds`.
+ */
+export async function bareGets(
+  baseUrl: string,
+  concurrency: number,
+  seconds: number,
+  taskOf: (n: number) => { taskId: string; apiKey: string },
+): Promise<number> {
+  const agent = new Agent({ connections: concurrency, keepAliveTimeout: 30_000 });
+  const rate = await closedLoop(concurrency, seconds, async (n) => {
+    const { taskId, apiKey } = taskOf(n);
+    const res = await request(`${baseUrl}/v1/tasks/${taskId}`, {
+      method: "GET",
+      dispatcher: agent,
+      headers: { authorization: `Bearer ${apiKey}`, accept: "application/json" },
+    });
+    await res.body.text();
+  });
+  await agent.close();
+  return rate;
+}
+
+/** The webhooks figure's baseline: a bare undici loop POSTing every body, `concurrency` at a time. */
+export async function barePosts(
+  url: string,
+  bodies: readonly string[],
+  concurrency: number,
+  connections: number,
+): Promise<number> {
+  const agent = new Agent({ connections, keepAliveTimeout: 10_000 });
+  const rate = await drainLoop(concurrency, bodies.length, async (i) => {
+    const res = await request(url, {
+      method: "POST",
+      dispatcher: agent,
+      headers: { "content-type": "application/json" },
+      body: bodies[i],
+    });
+    await res.body.text();
+  });
+  await agent.close();
+  return rate;
 }

@@ -17,7 +17,6 @@
  *   node --import tsx bench/probes/layers.ts [polls] [webhooks] [registrations]
  */
 import { join } from "node:path";
-import { Agent, request } from "undici";
 import { loadConfig } from "../../src/config.js";
 import { openDatabase } from "../../src/db/client.js";
 import { createSender } from "../../src/delivery/sender.js";
@@ -25,7 +24,7 @@ import { webhookBody } from "../../src/domain/webhook-body.js";
 import { createUpstreamClient } from "../../src/scheduler/upstream.js";
 import { startServerChild } from "../lib/child.js";
 import { benchOptions } from "../lib/figure.js";
-import { closedLoop, drainLoop } from "../lib/loops.js";
+import { bareGets, barePosts, closedLoop, drainLoop } from "../lib/loops.js";
 import { measurePairs, type PairResult } from "../lib/pairs.js";
 import { scratchDir } from "../lib/quiet.js";
 import { listen, postWatchesLoad } from "../lib/serve.js";
@@ -65,20 +64,7 @@ async function upstreamClientLayer(reps: number, seconds: number): Promise<Layer
     return { taskId: `${prefix}${i}`, apiKey: POLL_KEYS[i % POLL_KEYS.length] ?? "" };
   };
   try {
-    const bare = async () => {
-      const agent = new Agent({ connections: POLL_CONCURRENCY, keepAliveTimeout: 30_000 });
-      const rate = await closedLoop(POLL_CONCURRENCY, seconds, async (n) => {
-        const { taskId, apiKey } = taskOf(n);
-        const res = await request(`${upstream.url}/v1/tasks/${taskId}`, {
-          method: "GET",
-          dispatcher: agent,
-          headers: { authorization: `Bearer ${apiKey}`, accept: "application/json" },
-        });
-        await res.body.text();
-      });
-      await agent.close();
-      return rate;
-    };
+    const bare = () => bareGets(upstream.url, POLL_CONCURRENCY, seconds, taskOf);
     const client = async () => {
       const c = createUpstreamClient({
         baseUrl: upstream.url,
@@ -126,20 +112,7 @@ async function senderLayer(reps: number): Promise<Layer> {
   );
   const secrets = [`whsec_${Buffer.alloc(32, 7).toString("base64")}`];
   try {
-    const bare = async () => {
-      const agent = new Agent({ connections: HOOK_CONNECTIONS, keepAliveTimeout: 10_000 });
-      const rate = await drainLoop(HOOK_CONCURRENCY, HOOKS, async (i) => {
-        const res = await request(url, {
-          method: "POST",
-          dispatcher: agent,
-          headers: { "content-type": "application/json" },
-          body: bodies[i],
-        });
-        await res.body.text();
-      });
-      await agent.close();
-      return rate;
-    };
+    const bare = () => barePosts(url, bodies, HOOK_CONCURRENCY, HOOK_CONNECTIONS);
     const signed = async () => {
       const sender = createSender({
         timeoutMs: 15_000,
