@@ -9,6 +9,7 @@
  * - registrations: the trivial Hono route against the real app answering POST /v1/watches with a
  *   callback URL on a private address: request id, access log line, body limit, API key, body
  *   validation and the address check run, then the 400 VALIDATION_ERROR; no database statement.
+ *   It renders the error envelope where a registration renders its watch: about the same work.
  *
  * The layer's ratio is a ceiling on the figure: the scheduler, deliverer or registration with their
  * database work can only add time. "Left per operation" is what the figure's target leaves for that
@@ -64,8 +65,13 @@ async function upstreamClientLayer(reps: number, seconds: number): Promise<Layer
     return { taskId: `${prefix}${i}`, apiKey: POLL_KEYS[i % POLL_KEYS.length] ?? "" };
   };
   try {
-    const bare = () => bareGets(upstream.url, POLL_CONCURRENCY, seconds, taskOf);
+    // Both fake servers keep what they receive: each measurement starts from an empty record.
+    const bare = async () => {
+      await upstream.call("reset");
+      return bareGets(upstream.url, POLL_CONCURRENCY, seconds, taskOf);
+    };
     const client = async () => {
+      await upstream.call("reset");
       const c = createUpstreamClient({
         baseUrl: upstream.url,
         timeoutMs: 10_000,
@@ -112,8 +118,12 @@ async function senderLayer(reps: number): Promise<Layer> {
   );
   const secrets = [`whsec_${Buffer.alloc(32, 7).toString("base64")}`];
   try {
-    const bare = () => barePosts(url, bodies, HOOK_CONCURRENCY, HOOK_CONNECTIONS);
+    const bare = async () => {
+      await receiver.call("reset");
+      return barePosts(url, bodies, HOOK_CONCURRENCY, HOOK_CONNECTIONS);
+    };
     const signed = async () => {
+      await receiver.call("reset");
       const sender = createSender({
         timeoutMs: 15_000,
         allowPrivate: true,
@@ -149,6 +159,9 @@ async function apiLayer(reps: number, seconds: number): Promise<Layer> {
       ...spec,
       ...(callbackUrl ? { callbackUrl } : {}),
     });
+    if (result.errors > 0 || result.timeouts > 0) {
+      throw new Error(`POST /v1/watches: ${result.errors} errors, ${result.timeouts} time-outs`);
+    }
     if (callbackUrl && result.non2xx !== result.total) {
       throw new Error(`${result.total - result.non2xx} registrations were accepted`);
     }

@@ -35,8 +35,11 @@ export class ApiError extends Error {
   constructor(code: ErrorCode, message: string, details?: unknown[]) {
     const limit = Error.stackTraceLimit;
     Error.stackTraceLimit = 0;
-    super(message);
-    Error.stackTraceLimit = limit;
+    try {
+      super(message);
+    } finally {
+      Error.stackTraceLimit = limit;
+    }
     this.code = code;
     this.status = ERROR_STATUS[code];
     this.details = details;
