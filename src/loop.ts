@@ -82,22 +82,27 @@ export class Loop {
   }
 }
 
-/** See `gatherWait`. */
+/** See `gatherWait`: the scheduler's window. */
 export const GATHER_MS = 2;
 
 /**
  * Gathering under load, for a loop that records finished work and claims new work in one commit: with
- * fewer than half of its `slots` free, a tick waits until half are, but at most GATHER_MS after its
+ * fewer than half of its `slots` free, a tick waits until half are, but at most `windowMs` after its
  * previous claim. One commit then serves several operations: a commit costs ~26 system calls here
  * whatever it holds (two per WAL frame, six locks). Measured: webhooks/s +20–35 % for a quarter of the
  * slots and ~10 % more for half (0.7 WAL frames per delivery instead of 1.15); polls/s +7–12 % (~10
- * polls per commit instead of ~8). Work may so start up to GATHER_MS later while more than half of
+ * polls per commit instead of ~8). Work may so start up to `windowMs` later while more than half of
  * the slots are busy. On a ManualClock that does not advance, the wait lasts until half of the slots
  * are free; tests step by hand. Returns how long to wait, or null to go on now.
  */
-export function gatherWait(free: number, slots: number, sinceClaimMs: number): number | null {
-  if (free > 0 && free < slots / 2 && sinceClaimMs >= 0 && sinceClaimMs < GATHER_MS) {
-    return GATHER_MS - sinceClaimMs;
+export function gatherWait(
+  free: number,
+  slots: number,
+  sinceClaimMs: number,
+  windowMs = GATHER_MS,
+): number | null {
+  if (free > 0 && free < slots / 2 && sinceClaimMs >= 0 && sinceClaimMs < windowMs) {
+    return windowMs - sinceClaimMs;
   }
   return null;
 }
