@@ -14,10 +14,10 @@
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { openDatabase } from "../src/db/client.js";
-import { ROOT, spawnNode, startServerChild } from "./lib/child.js";
+import { startService } from "../test/support/child.js";
+import { ROOT, startServerChild } from "./lib/child.js";
 import { type BenchOptions, type FigureRow, figureMain, log } from "./lib/figure.js";
 import { scratchDir, sleep } from "./lib/quiet.js";
 import { seedWatches } from "./lib/seed.js";
@@ -34,29 +34,6 @@ function rssOf(pid: number): { rss: number; peak: number } {
   const kb = (field: string) =>
     Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1]);
   return { rss: kb("VmRSS") * 1024, peak: kb("VmHWM") * 1024 };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitReady(url: string, deadlineMs: number): Promise<void> {
-  while (Date.now() < deadlineMs) {
-    try {
-      if ((await fetch(`${url}/readyz`)).ok) return;
-    } catch {
-      // not listening yet
-    }
-    await sleep(100);
-  }
-  throw new Error("the service did not become ready");
 }
 
 export async function run(opts: BenchOptions): Promise<FigureRow[]> {
@@ -109,29 +86,20 @@ export async function run(opts: BenchOptions): Promise<FigureRow[]> {
     ]);
     const idleRss = Number(idle.stdout.toString());
 
-    const port = await freePort();
-    const url = `http://127.0.0.1:${port}`;
-    const service = spawnNode("dist/main.js", [], {
-      env: {
-        NODE_ENV: "production",
+    const service = await startService(
+      {
         DATABASE_URL: databaseUrl,
         UPSTREAM_BASE_URL: upstream.url,
         ENCRYPTION_KEY: encryptionKey.toString("base64"),
-        PORT: String(port),
-        HOST: "127.0.0.1",
         ALLOW_PRIVATE_CALLBACKS: "true",
         ADMIN_TOKEN,
-        LOG_LEVEL: "info",
       },
-    });
-    service.stdout?.resume();
-    service.stderr?.resume();
-    service.stdin?.end();
-    const pid = service.pid ?? 0;
+      30_000,
+      ["dist/main.js"],
+    );
     let heapUsed = 0;
     let held = { rss: 0, peak: 0 };
     try {
-      await waitReady(url, Date.now() + 30_000);
       const until = Date.now() + seconds * 1000;
       let calls = 0;
       while (Date.now() < until) {
@@ -144,7 +112,7 @@ export async function run(opts: BenchOptions): Promise<FigureRow[]> {
           ["/admin/stats", ADMIN_TOKEN],
           ["/metrics", ""],
         ] as const) {
-          const res = await fetch(`${url}${path}`, {
+          const res = await fetch(`${service.url}${path}`, {
             headers: auth === "" ? {} : { authorization: `Bearer ${auth}` },
           });
           const text = await res.text();
@@ -152,13 +120,10 @@ export async function run(opts: BenchOptions): Promise<FigureRow[]> {
           if (heap) heapUsed = Number(heap[1]);
         }
       }
-      held = rssOf(pid);
+      held = rssOf(service.proc.pid ?? 0);
     } finally {
-      if (service.exitCode === null) {
-        const exited = new Promise((resolve) => service.once("exit", resolve));
-        service.kill("SIGTERM");
-        await exited;
-      }
+      service.kill("SIGTERM");
+      await service.exited;
     }
     const done = openDatabase(databaseUrl);
     const rows = (sql: string) => (done.$client.prepare(sql).get() as { n: number }).n;

@@ -23,33 +23,25 @@ function hookExit(): void {
   }
 }
 
-/** `node <nodeArgs> <script> ...args` from the repository root; killed if this process ends first. */
-export function spawnNode(
-  script: string,
-  args: string[] = [],
-  opts: { env?: Record<string, string>; nodeArgs?: string[]; stdio?: "pipe" | "inherit-err" } = {},
-): ChildProcess {
-  hookExit();
-  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), script, ...args], {
-    cwd: ROOT,
-    env: { ...process.env, ...opts.env },
-    stdio: ["pipe", "pipe", opts.stdio === "inherit-err" ? "inherit" : "pipe"],
-  });
-  started.add(child);
-  child.on("exit", () => started.delete(child));
-  return child;
-}
-
 /** `node --import tsx <script> ...args` from the repository root. */
 export function spawnTs(
   script: string,
   args: string[] = [],
   opts: { env?: Record<string, string>; nodeArgs?: string[]; stdio?: "pipe" | "inherit-err" } = {},
 ): ChildProcess {
-  return spawnNode(script, args, {
-    ...opts,
-    nodeArgs: [...(opts.nodeArgs ?? []), "--import", "tsx"],
-  });
+  hookExit();
+  const child = spawn(
+    process.execPath,
+    [...(opts.nodeArgs ?? []), "--import", "tsx", script, ...args],
+    {
+      cwd: ROOT,
+      env: { ...process.env, ...opts.env },
+      stdio: ["pipe", "pipe", opts.stdio === "inherit-err" ? "inherit" : "pipe"],
+    },
+  );
+  started.add(child);
+  child.on("exit", () => started.delete(child));
+  return child;
 }
 
 export interface ServerChild {

@@ -17,14 +17,16 @@ export interface ServiceProcess {
 }
 
 /**
- * Runs the real service (`src/main.ts` through tsx) as a child process on 127.0.0.1 with the given
- * environment, and resolves once it listens. The caller kills it (afterEach) — it never outlives the test run.
+ * Runs the real service (`src/main.ts` through tsx, or the given node arguments, e.g. the compiled
+ * `dist/main.js`) as a child process on 127.0.0.1 with the given environment, and resolves once it
+ * listens. The caller kills it (afterEach) — it never outlives the test run.
  */
 export async function startService(
   env: Record<string, string>,
   timeoutMs = 15_000,
+  nodeArgs: readonly string[] = ["--import", "tsx", "src/main.ts"],
 ): Promise<ServiceProcess> {
-  const proc = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
+  const proc = spawn(process.execPath, [...nodeArgs], {
     cwd: ROOT,
     env: {
       PATH: process.env.PATH ?? "",
