@@ -1,6 +1,6 @@
-import { Agent, errors, request } from "undici";
-import { sharedDeadlines } from "../deadline.js";
+import { Agent, errors } from "undici";
 import { parseRetryAfter } from "../domain/backoff.js";
+import { exchange } from "../outbound.js";
 import { VERSION } from "../version.js";
 import { createGuardedConnector, type LookupAll } from "./guard.js";
 import { webhookHeaders } from "./sign.js";
@@ -47,7 +47,7 @@ export interface SenderOptions {
 /**
  * POSTs signed webhooks. The connector checks the address actually connected to (SPEC §6), so a
  * name that resolves or re-resolves to a private address fails the attempt. Redirects are not
- * followed: undici's `request` never follows them, and a 3xx is not a 2xx.
+ * followed: undici's `dispatch` never follows them, and a 3xx is not a 2xx.
  */
 export function createSender(opts: SenderOptions): Sender {
   const agent = new Agent({
@@ -62,7 +62,6 @@ export function createSender(opts: SenderOptions): Sender {
     }),
   });
   const userAgent = `taskhook/${VERSION}`;
-  const deadline = sharedDeadlines(opts.timeoutMs);
 
   async function send(message: WebhookMessage, now: number): Promise<Attempt> {
     const started = performance.now();
@@ -75,14 +74,18 @@ export function createSender(opts: SenderOptions): Sender {
     });
     const elapsed = () => Math.round(performance.now() - started);
     try {
-      const res = await request(message.url, {
+      const url = new URL(message.url);
+      const res = await exchange(agent, {
+        origin: url.origin,
+        path: `${url.pathname}${url.search}`,
         method: "POST",
-        dispatcher: agent,
         headers,
         body: message.body,
-        signal: deadline(),
+        timeoutMs: opts.timeoutMs,
+        // The status line is the answer: a body that stalls past the time-out or breaks off only
+        // shortens the excerpt (failing a 2xx for it would send the consumer a duplicate).
+        maxBodyBytes: RESPONSE_EXCERPT_BYTES,
       });
-      const responseBody = await readExcerpt(res.body);
       const statusCode = res.statusCode;
       const retryAfterMs =
         statusCode === 429 || statusCode === 503
@@ -94,7 +97,7 @@ export function createSender(opts: SenderOptions): Sender {
         durationMs: elapsed(),
         statusCode,
         error: ok ? null : describeStatus(statusCode),
-        responseBody,
+        responseBody: utf8Prefix(res.body, RESPONSE_EXCERPT_BYTES),
         retryAfterMs,
       };
     } catch (err) {
@@ -110,26 +113,6 @@ export function createSender(opts: SenderOptions): Sender {
   }
 
   return { send, close: () => agent.close(), destroy: () => agent.destroy() };
-}
-
-async function readExcerpt(body: AsyncIterable<Buffer> & { destroy(): unknown }): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  try {
-    for await (const chunk of body) {
-      chunks.push(chunk);
-      size += chunk.length;
-      if (size >= RESPONSE_EXCERPT_BYTES) {
-        // Enough to show; don't read (or wait for) the rest of a large or endless answer.
-        body.destroy();
-        break;
-      }
-    }
-  } catch {
-    // The status line is the answer: a body that stalls past the time-out or breaks off only
-    // shortens the excerpt (failing a 2xx for it would send the consumer a duplicate).
-  }
-  return utf8Prefix(Buffer.concat(chunks), RESPONSE_EXCERPT_BYTES);
 }
 
 /**

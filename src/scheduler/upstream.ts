@@ -1,7 +1,10 @@
-import { Agent, errors, request } from "undici";
+import { Agent, errors } from "undici";
 import { z } from "zod";
-import { sharedDeadlines } from "../deadline.js";
 import { parseRetryAfter } from "../domain/backoff.js";
+import { exchange } from "../outbound.js";
+
+/** A task's answer is a few hundred bytes; a longer one is a fault, not something to buffer. */
+export const MAX_ANSWER_BYTES = 1024 * 1024;
 
 /** The upstream answer we rely on; everything else in it is kept verbatim and passed through. */
 const TaskAnswerSchema = z.looseObject({
@@ -57,19 +60,29 @@ export function createUpstreamClient(opts: UpstreamClientOptions): UpstreamClien
     bodyTimeout: opts.timeoutMs,
     connect: { timeout: opts.timeoutMs },
   });
-  const base = opts.baseUrl.replace(/\/+$/, "");
-  const deadline = sharedDeadlines(opts.timeoutMs);
+  const base = new URL(opts.baseUrl);
+  const origin = base.origin;
+  const prefix = base.pathname.replace(/\/+$/, "");
 
   async function getTask(taskId: string, apiKey: string, now: number): Promise<PollResult> {
     try {
-      const res = await request(`${base}/v1/tasks/${encodeURIComponent(taskId)}`, {
+      const res = await exchange(agent, {
+        origin,
+        path: `${prefix}/v1/tasks/${encodeURIComponent(taskId)}`,
         method: "GET",
-        dispatcher: agent,
         headers: { authorization: `Bearer ${apiKey}`, accept: "application/json" },
-        signal: deadline(),
+        timeoutMs: opts.timeoutMs,
+        maxBodyBytes: MAX_ANSWER_BYTES,
       });
-      const text = await res.body.text();
-      return classify(res.statusCode, res.headers["retry-after"], text, now);
+      if (res.incomplete === "cut" && res.statusCode === 200) {
+        return {
+          kind: "fault",
+          outcome: "bad_response",
+          message: `the answer is longer than ${MAX_ANSWER_BYTES} bytes`,
+        };
+      }
+      if (res.incomplete instanceof Error) return faultFromError(res.incomplete);
+      return classify(res.statusCode, res.headers["retry-after"], res.body.toString("utf8"), now);
     } catch (err) {
       return faultFromError(err);
     }

@@ -92,3 +92,16 @@ describe("utf8Prefix", () => {
     expect(Buffer.byteLength(out)).toBeLessThanOrEqual(max);
   });
 });
+
+describe("the response excerpt", () => {
+  it("never ends on a split character, however the body's chunks fall", async () => {
+    // The first chunk ends exactly at the excerpt's limit, inside the euro sign (bytes 1022–1024).
+    const body = Buffer.from(`${"x".repeat(1022)}€${"y".repeat(100)}`);
+    answer = (res) => {
+      res.writeHead(200, { "content-length": String(body.length) });
+      res.write(body.subarray(0, 1024), () => setTimeout(() => res.end(body.subarray(1024)), 50));
+    };
+    const attempt = await sender.send(message(), 0);
+    expect(attempt.responseBody).toBe("x".repeat(1022));
+  });
+});
