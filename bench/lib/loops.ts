@@ -1,4 +1,4 @@
-import { Agent, request } from "undici";
+import { Agent, type Dispatcher, request } from "undici";
 import { sleep } from "./quiet.js";
 
 /** Completions per second over `seconds`, after half a second of warm-up. */
@@ -93,4 +93,28 @@ export async function barePosts(
   });
   await agent.close();
   return rate;
+}
+
+/**
+ * The same request through undici's `dispatch` with the least handler that reads the answer: the
+ * floor under any client built on undici (taskhook's own, src/outbound.ts, adds a deadline and a
+ * body limit). Used by bench/probes/layers.ts to show what the bare loops spend in `request`.
+ */
+export function bareDispatch(agent: Agent, options: Dispatcher.DispatchOptions): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    agent.dispatch(options, {
+      onRequestStart() {},
+      onResponseStart() {},
+      onResponseData(_controller, chunk) {
+        chunks.push(chunk);
+      },
+      onResponseEnd() {
+        resolve(Buffer.concat(chunks).toString("utf8"));
+      },
+      onResponseError(_controller, err) {
+        reject(err);
+      },
+    });
+  });
 }

@@ -3,7 +3,7 @@
  * before any database work, measured against the figure's own baseline in alternating pairs.
  *
  * - polls: the bare undici GET loop against the same loop calling taskhook's upstream client
- *   (`getTask`: shared time-out signal, JSON parse, answer validation);
+ *   (`getTask`: deadline, JSON parse, answer validation);
  * - webhooks: the bare undici POST loop against the same loop calling taskhook's sender (Standard
  *   Webhooks headers and signature, guarded connector, response excerpt);
  * - registrations: the trivial Hono route against the real app answering POST /v1/watches with a
@@ -15,9 +15,14 @@
  * database work can only add time. "Left per operation" is what the figure's target leaves for that
  * work: 1/(target × baseline) − 1/layer, in µs; negative means the layer alone misses the target.
  *
- *   node --import tsx bench/probes/layers.ts [polls] [webhooks] [registrations]
+ * - dispatch (only when named): each bare loop against the same loop on undici's `dispatch` with
+ *   the least handler (`bareDispatch`): what the baselines spend in `request` and its body stream,
+ *   which taskhook's client (src/outbound.ts) does not. A ceiling for any client built on undici.
+ *
+ *   node --import tsx bench/probes/layers.ts [polls] [webhooks] [registrations] [dispatch]
  */
 import { join } from "node:path";
+import { Agent } from "undici";
 import { loadConfig } from "../../src/config.js";
 import { openDatabase } from "../../src/db/client.js";
 import { createSender } from "../../src/delivery/sender.js";
@@ -25,7 +30,7 @@ import { webhookBody } from "../../src/domain/webhook-body.js";
 import { createUpstreamClient } from "../../src/scheduler/upstream.js";
 import { startServerChild } from "../lib/child.js";
 import { benchOptions } from "../lib/figure.js";
-import { bareGets, barePosts, closedLoop, drainLoop } from "../lib/loops.js";
+import { bareDispatch, bareGets, barePosts, closedLoop, drainLoop } from "../lib/loops.js";
 import { measurePairs, type PairResult } from "../lib/pairs.js";
 import { scratchDir } from "../lib/quiet.js";
 import { listen, postWatchesLoad } from "../lib/serve.js";
@@ -44,7 +49,8 @@ const REG_CONNECTIONS = 16;
 
 interface Layer {
   name: string;
-  target: number;
+  /** The figure's target; none for the dispatch rows, which compare two baselines. */
+  target: number | null;
   pair: PairResult;
 }
 
@@ -185,12 +191,94 @@ async function apiLayer(reps: number, seconds: number): Promise<Layer> {
   }
 }
 
+/** The bare GET and POST loops against the same loops on `dispatch` (see the header). */
+async function dispatchLayers(reps: number, seconds: number): Promise<Layer[]> {
+  const prefix = "task_layers_";
+  const upstream = await startServerChild("bench/servers/upstream.ts", {
+    tasks: [
+      {
+        prefix,
+        count: POLL_TARGETS,
+        keys: POLL_KEYS,
+        lifecycle: [{ status: "processing", started_at: new Date().toISOString() }],
+      },
+    ],
+  });
+  const receiver = await startServerChild("bench/servers/receiver.ts");
+  const bodies = Array.from({ length: HOOKS }, (_, i) =>
+    JSON.stringify({ n: i, pad: "x".repeat(400) }),
+  );
+  try {
+    const origin = new URL(upstream.url).origin;
+    const gets = await measurePairs(
+      "GET: request vs dispatch",
+      reps,
+      async () => {
+        await upstream.call("reset");
+        return bareGets(upstream.url, POLL_CONCURRENCY, seconds, (n) => ({
+          taskId: `${prefix}${n % POLL_TARGETS}`,
+          apiKey: POLL_KEYS[n % POLL_KEYS.length] ?? "",
+        }));
+      },
+      async () => {
+        await upstream.call("reset");
+        const agent = new Agent({ connections: POLL_CONCURRENCY, keepAliveTimeout: 30_000 });
+        const rate = await closedLoop(POLL_CONCURRENCY, seconds, (n) =>
+          bareDispatch(agent, {
+            origin,
+            path: `/v1/tasks/${prefix}${n % POLL_TARGETS}`,
+            method: "GET",
+            headers: {
+              authorization: `Bearer ${POLL_KEYS[n % POLL_KEYS.length]}`,
+              accept: "application/json",
+            },
+          }),
+        );
+        await agent.close();
+        return rate;
+      },
+    );
+    const url = new URL(`${receiver.url}/hooks/vibepeak`);
+    const posts = await measurePairs(
+      "POST: request vs dispatch",
+      reps,
+      async () => {
+        await receiver.call("reset");
+        return barePosts(url.href, bodies, HOOK_CONCURRENCY, HOOK_CONNECTIONS);
+      },
+      async () => {
+        await receiver.call("reset");
+        const agent = new Agent({ connections: HOOK_CONNECTIONS, keepAliveTimeout: 10_000 });
+        const rate = await drainLoop(HOOK_CONCURRENCY, bodies.length, (i) =>
+          bareDispatch(agent, {
+            origin: url.origin,
+            path: url.pathname,
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: bodies[i] ?? "",
+          }),
+        );
+        await agent.close();
+        return rate;
+      },
+    );
+    return [
+      { name: "bare GET loop on dispatch, against request", target: null, pair: gets },
+      { name: "bare POST loop on dispatch, against request", target: null, pair: posts },
+    ];
+  } finally {
+    await upstream.stop();
+    await receiver.stop();
+  }
+}
+
 async function main() {
   const opts = benchOptions();
   const seconds = opts.quick ? 1 : 3;
   const only = process.argv.slice(2);
   const wanted = (name: string) => only.length === 0 || only.includes(name);
   const layers: Layer[] = [];
+  if (only.includes("dispatch")) layers.push(...(await dispatchLayers(opts.reps, seconds)));
   if (wanted("polls")) layers.push(await upstreamClientLayer(opts.reps, seconds));
   if (wanted("webhooks")) layers.push(await senderLayer(opts.reps));
   if (wanted("registrations")) layers.push(await apiLayer(opts.reps, seconds));
@@ -199,9 +287,12 @@ async function main() {
   );
   console.log("|---|---|---|---|---|---|");
   for (const { name, target, pair } of layers) {
-    const left = 1e6 / (target * pair.baseline.median) - 1e6 / pair.subject.median;
+    const left =
+      target === null
+        ? "—"
+        : `${round(1e6 / (target * pair.baseline.median) - 1e6 / pair.subject.median, 1)} µs`;
     console.log(
-      `| ${name} | ${round(pair.baseline.median, 0)} | ${round(pair.subject.median, 0)} | ${round(pair.ratio.median, 3)} (${round(pair.ratio.min, 2)}–${round(pair.ratio.max, 2)}) | ≥ ${target} | ${round(left, 1)} µs |`,
+      `| ${name} | ${round(pair.baseline.median, 0)} | ${round(pair.subject.median, 0)} | ${round(pair.ratio.median, 3)} (${round(pair.ratio.min, 2)}–${round(pair.ratio.max, 2)}) | ${target === null ? "—" : `≥ ${target}`} | ${left} |`,
     );
   }
   process.exit(0);
