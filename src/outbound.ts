@@ -17,7 +17,7 @@ export interface OutboundRequest {
   body?: string;
   /** The whole exchange, queueing for a socket included; the deadline fails it as a time-out. */
   timeoutMs: number;
-  /** Reading stops (and the connection is dropped) once more than this many bytes have come. */
+  /** Reading stops (and the connection is dropped) once this many bytes have come. */
   maxBodyBytes: number;
 }
 
@@ -25,9 +25,12 @@ export interface OutboundRequest {
 export interface Answer {
   statusCode: number;
   headers: Record<string, string | string[] | undefined>;
-  /** At most `maxBodyBytes` plus one chunk. */
+  /** What arrived: at least `maxBodyBytes` when cut (the whole chunk that reached the limit). */
   body: Buffer;
-  /** Why the body is not whole: `"cut"` past `maxBodyBytes`; an error (a time-out, a broken connection) after the headers. null when it ended. */
+  /**
+   * Why the body may not be whole: `"cut"` at `maxBodyBytes`; an error (a time-out, a broken
+   * connection) after the headers. null when it ended.
+   */
   incomplete: "cut" | Error | null;
 }
 
@@ -43,16 +46,19 @@ class BodyCut extends Error {}
 export function exchange(dispatcher: Dispatcher, req: OutboundRequest): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const handler = new ExchangeHandler(resolve, reject, req.maxBodyBytes, req.timeoutMs);
-    dispatcher.dispatch(
-      {
-        origin: req.origin,
-        path: req.path,
-        method: req.method,
-        headers: req.headers,
-        body: req.body ?? null,
-      },
-      handler,
-    );
+    const options = {
+      origin: req.origin,
+      path: req.path,
+      method: req.method,
+      headers: req.headers,
+      body: req.body ?? null,
+    };
+    try {
+      dispatcher.dispatch(options, handler);
+    } catch (err) {
+      // undici's own dispatchers hand such errors to the handler; any other settles here too.
+      handler.onResponseError(null, err as Error);
+    }
   });
 }
 
@@ -101,9 +107,12 @@ class ExchangeHandler implements Dispatcher.DispatchHandler {
     if (this.settled) return;
     this.chunks.push(chunk);
     this.size += chunk.length;
-    if (this.size > this.maxBodyBytes) {
+    if (this.size >= this.maxBodyBytes) {
       this.answer("cut");
-      controller.abort(new BodyCut());
+      // Not from inside the parser's callback: when this chunk also ends a `connection: close`
+      // answer, undici would go on to complete the request it had just been told to abort.
+      controller.pause();
+      queueMicrotask(() => controller.abort(new BodyCut()));
     }
   }
 
@@ -111,7 +120,7 @@ class ExchangeHandler implements Dispatcher.DispatchHandler {
     this.answer(null);
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+  onResponseError(_controller: Dispatcher.DispatchController | null, err: Error): void {
     this.fail(err);
   }
 

@@ -61,22 +61,35 @@ describe("exchange", () => {
     expect(res.body.toString()).toBe("created");
   });
 
-  it("reads a body of exactly maxBodyBytes whole, and stops past it", async () => {
-    answer = (_req, res) => res.end("a".repeat(16));
+  it("reads a body shorter than maxBodyBytes whole, and stops once maxBodyBytes have come", async () => {
+    answer = (_req, res) => res.end("a".repeat(15));
     const whole = await exchange(agent, request());
     expect(whole.incomplete).toBeNull();
-    expect(whole.body.length).toBe(16);
+    expect(whole.body.toString()).toBe("a".repeat(15));
 
     // The rest is never sent: only a reader that stops settles before the deadline.
     answer = (_req, res) => {
       res.writeHead(200, { "content-length": "1000" });
-      res.write("b".repeat(17));
+      res.write("b".repeat(16));
     };
     const started = performance.now();
     const cut = await exchange(agent, request({ timeoutMs: 5000 }));
     expect(cut.incomplete).toBe("cut");
-    expect(cut.body.toString()).toBe("b".repeat(17));
+    expect(cut.body.toString()).toBe("b".repeat(16));
     expect(performance.now() - started).toBeLessThan(4000);
+  });
+
+  it("cuts the last chunk of an answer on a closing connection, and the next request still goes", async () => {
+    answer = (_req, res) => {
+      res.writeHead(200, { connection: "close", "content-length": "2000" });
+      res.end("c".repeat(2000));
+    };
+    const cut = await exchange(agent, request({ timeoutMs: 5000 }));
+    expect(cut.incomplete).toBe("cut");
+    answer = (_req, res) => res.end("ok");
+    const next = await exchange(agent, request({ timeoutMs: 5000 }));
+    expect(next).toMatchObject({ statusCode: 200, incomplete: null });
+    expect(next.body.toString()).toBe("ok");
   });
 
   it("keeps the status and what arrived of a body that stalls past the deadline", async () => {
@@ -134,6 +147,18 @@ describe("exchange", () => {
       (e: unknown) => e,
     );
     expect((err as NodeJS.ErrnoException).code).toBe("ECONNREFUSED");
+  });
+
+  it("fails at once when the dispatcher throws, without waiting for the deadline", async () => {
+    const throwing = {
+      dispatch: () => {
+        throw new TypeError("no dispatch today");
+      },
+    } as unknown as Agent;
+    const started = performance.now();
+    const err = await exchange(throwing, request({ timeoutMs: 5000 })).catch((e: unknown) => e);
+    expect((err as Error).message).toBe("no dispatch today");
+    expect(performance.now() - started).toBeLessThan(4000);
   });
 
   it("fails at once on a dispatcher already closed, without waiting for the deadline", async () => {

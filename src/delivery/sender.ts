@@ -116,15 +116,20 @@ export function createSender(opts: SenderOptions): Sender {
 }
 
 /**
- * At most `max` bytes as text. A cut inside a multi-byte character would decode to U+FFFD (3 bytes,
- * so over the limit, and not what was sent): the split character is left out instead.
+ * At most `max` bytes as text, in whole characters. A body cut at the limit, or broken off, may end
+ * inside a multi-byte character; decoded, that would be U+FFFD (3 bytes, possibly over the limit, and
+ * not what was sent), so the incomplete character is left out.
  */
 export function utf8Prefix(bytes: Buffer, max: number): string {
-  if (bytes.length <= max) return bytes.toString("utf8");
-  let end = max;
-  // Continuation bytes are 10xxxxxx; a UTF-8 character has at most three of them.
-  while (end > max - 3 && ((bytes[end] ?? 0) & 0xc0) === 0x80) end -= 1;
-  return bytes.subarray(0, end).toString("utf8");
+  const head = bytes.subarray(0, max);
+  let end = head.length;
+  // Back over the continuation bytes (10xxxxxx, at most three) to the last character's lead byte.
+  let lead = end - 1;
+  while (lead > end - 4 && lead > 0 && ((head[lead] ?? 0) & 0xc0) === 0x80) lead -= 1;
+  const first = head[lead] ?? 0;
+  const length = first >= 0xf0 ? 4 : first >= 0xe0 ? 3 : first >= 0xc0 ? 2 : 1;
+  if (lead + length > end) end = lead;
+  return head.subarray(0, end).toString("utf8");
 }
 
 function describeStatus(status: number): string {

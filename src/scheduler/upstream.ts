@@ -72,7 +72,8 @@ export function createUpstreamClient(opts: UpstreamClientOptions): UpstreamClien
         method: "GET",
         headers: { authorization: `Bearer ${apiKey}`, accept: "application/json" },
         timeoutMs: opts.timeoutMs,
-        maxBodyBytes: MAX_ANSWER_BYTES,
+        // One byte more than allowed: an answer of exactly the limit is read whole.
+        maxBodyBytes: MAX_ANSWER_BYTES + 1,
       });
       if (res.incomplete === "cut" && res.statusCode === 200) {
         return {

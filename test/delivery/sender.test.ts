@@ -91,9 +91,42 @@ describe("utf8Prefix", () => {
     expect(out).toBe(expected);
     expect(Buffer.byteLength(out)).toBeLessThanOrEqual(max);
   });
+
+  it.each([
+    { bytes: [0x61, 0x62, 0xe2, 0x82], expected: "ab" },
+    { bytes: [0x61, 0xf0, 0x9f, 0x98], expected: "a" },
+    { bytes: [0x61, 0xc3], expected: "a" },
+    { bytes: [0x61, 0xc3, 0xa9], expected: "aé" },
+  ])("drops an incomplete last character of a shorter body ($expected)", ({ bytes, expected }) => {
+    expect(utf8Prefix(Buffer.from(bytes), 1024)).toBe(expected);
+  });
 });
 
 describe("the response excerpt", () => {
+  it("is complete at 1 KiB: an attempt does not wait for the rest of a longer body", async () => {
+    const patient = createSender({ timeoutMs: 5000, allowPrivate: true });
+    answer = (res) => {
+      res.writeHead(200, { "content-length": "5000" });
+      res.write("z".repeat(1024));
+    };
+    try {
+      const attempt = await patient.send(message(), 0);
+      expect(attempt).toMatchObject({ statusCode: 200, responseBody: "z".repeat(1024) });
+      expect(attempt.durationMs).toBeLessThan(4000);
+    } finally {
+      await patient.destroy();
+    }
+  });
+
+  it("leaves out a character the body broke off inside, before the limit", async () => {
+    answer = (res) => {
+      res.writeHead(500, { "content-length": "100" });
+      res.write(Buffer.from("bad €").subarray(0, 6), () => res.socket?.destroy());
+    };
+    const attempt = await sender.send(message(), 0);
+    expect(attempt).toMatchObject({ statusCode: 500, responseBody: "bad " });
+  });
+
   it("never ends on a split character, however the body's chunks fall", async () => {
     // The first chunk ends exactly at the excerpt's limit, inside the euro sign (bytes 1022–1024).
     const body = Buffer.from(`${"x".repeat(1022)}€${"y".repeat(100)}`);

@@ -50,9 +50,13 @@ describe("the upstream client", () => {
       outcome: "bad_response",
       message: `the answer is longer than ${MAX_ANSWER_BYTES} bytes`,
     });
-    // Just under the limit is a task like any other.
-    answer = (res) => res.end(task({ padding: padding.slice(0, MAX_ANSWER_BYTES - 100) }));
+    // An answer of exactly the limit is a task like any other; one byte more is not.
+    const exact = padding.slice(0, MAX_ANSWER_BYTES - task({ padding: "" }).length);
+    expect(task({ padding: exact })).toHaveLength(MAX_ANSWER_BYTES);
+    answer = (res) => res.end(task({ padding: exact }));
     expect(await client.getTask("task_1", "vpk_k", 0)).toMatchObject({ kind: "ok" });
+    answer = (res) => res.end(task({ padding: `${exact}x` }));
+    expect(await client.getTask("task_1", "vpk_k", 0)).toMatchObject({ outcome: "bad_response" });
   });
 
   it("reads the status of a long 404 without its body", async () => {
