@@ -211,6 +211,7 @@ node --import tsx bench/probes/page-writes.ts          # probe: a row update by 
 node --import tsx bench/probes/delivery-statements.ts  # probe: the deliverer's statements per delivery
 node --import tsx bench/probes/memory-schedule.ts      # probe: a steady poll with the schedule in memory
 node --import tsx bench/probes/layers.ts               # probe: each figure's HTTP layer alone, and what it leaves
+node --import tsx bench/probes/api-cpu.ts              # probe: server CPU per POST /v1/watches (trivial, 400, 201)
 \`\`\`
 
 This run: ${figures.join(", ")}; ${opts.reps} pairs${opts.quick ? ", quick" : ""}. Time per figure: ${timings.join(", ")}.
