@@ -55,13 +55,15 @@ const MAX_IDLE_MS = 1000;
 /**
  * The deliverer's gathering window (`gatherWait`), longer than the scheduler's 2 ms: its attempts
  * queue in undici behind their host's sockets (DELIVERY_CONCURRENCY 64 over 16 by default), so while
- * it waits those sockets still have work, and one commit records more attempts. Webhooks figure:
- * process CPU per delivery 135 µs at 2 ms against 126 at 5 ms (means of nine measurements each,
- * alternating); webhooks/s, eight alternating pairs, median ratio 0.513 → 0.531. The scheduler
- * gained nothing from 5 ms: each of its requests has a socket of its own, so a slot that waits is
- * idle.
+ * it waits those sockets still have work, and one commit records more attempts. Webhooks figure,
+ * alternating pairs: 2 ms against 5 ms, median ratio 0.513 → 0.531 (fifth session); 5 ms against
+ * 10 ms, after the sender moved to `dispatch`, 0.680 → 0.753 (nine pairs; sixth session). Where every
+ * attempt has a socket of its own (many hosts), a freed slot waits at most this long, and only while
+ * fewer than half of the slots are free: at most 10 ms against attempts of tens to hundreds of ms.
+ * The scheduler gained nothing from 5 ms: each of its requests has a socket of its own, so a slot
+ * that waits is idle.
  */
-export const DELIVERY_GATHER_MS = 5;
+export const DELIVERY_GATHER_MS = 10;
 
 /**
  * Sends the outbox. Each tick records finished attempts in one transaction, then claims due
