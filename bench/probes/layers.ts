@@ -54,22 +54,30 @@ interface Layer {
   pair: PairResult;
 }
 
-async function upstreamClientLayer(reps: number, seconds: number): Promise<Layer> {
-  const prefix = "task_layers_";
-  const upstream = await startServerChild("bench/servers/upstream.ts", {
+const TASK_PREFIX = "task_layers_";
+
+/** The fake upstream in its own process, with POLL_TARGETS tasks processing. */
+function startUpstream() {
+  return startServerChild("bench/servers/upstream.ts", {
     tasks: [
       {
-        prefix,
+        prefix: TASK_PREFIX,
         count: POLL_TARGETS,
         keys: POLL_KEYS,
         lifecycle: [{ status: "processing", started_at: new Date().toISOString() }],
       },
     ],
   });
-  const taskOf = (n: number) => {
-    const i = n % POLL_TARGETS;
-    return { taskId: `${prefix}${i}`, apiKey: POLL_KEYS[i % POLL_KEYS.length] ?? "" };
-  };
+}
+
+/** The n-th GET of a loop: the tasks and keys in turn. */
+function taskOf(n: number) {
+  const i = n % POLL_TARGETS;
+  return { taskId: `${TASK_PREFIX}${i}`, apiKey: POLL_KEYS[i % POLL_KEYS.length] ?? "" };
+}
+
+async function upstreamClientLayer(reps: number, seconds: number): Promise<Layer> {
+  const upstream = await startUpstream();
   try {
     // Both fake servers keep what they receive: each measurement starts from an empty record.
     const bare = async () => {
@@ -193,17 +201,7 @@ async function apiLayer(reps: number, seconds: number): Promise<Layer> {
 
 /** The bare GET and POST loops against the same loops on `dispatch` (see the header). */
 async function dispatchLayers(reps: number, seconds: number): Promise<Layer[]> {
-  const prefix = "task_layers_";
-  const upstream = await startServerChild("bench/servers/upstream.ts", {
-    tasks: [
-      {
-        prefix,
-        count: POLL_TARGETS,
-        keys: POLL_KEYS,
-        lifecycle: [{ status: "processing", started_at: new Date().toISOString() }],
-      },
-    ],
-  });
+  const upstream = await startUpstream();
   const receiver = await startServerChild("bench/servers/receiver.ts");
   const bodies = Array.from({ length: HOOKS }, (_, i) =>
     JSON.stringify({ n: i, pad: "x".repeat(400) }),
@@ -215,25 +213,20 @@ async function dispatchLayers(reps: number, seconds: number): Promise<Layer[]> {
       reps,
       async () => {
         await upstream.call("reset");
-        return bareGets(upstream.url, POLL_CONCURRENCY, seconds, (n) => ({
-          taskId: `${prefix}${n % POLL_TARGETS}`,
-          apiKey: POLL_KEYS[n % POLL_KEYS.length] ?? "",
-        }));
+        return bareGets(upstream.url, POLL_CONCURRENCY, seconds, taskOf);
       },
       async () => {
         await upstream.call("reset");
         const agent = new Agent({ connections: POLL_CONCURRENCY, keepAliveTimeout: 30_000 });
-        const rate = await closedLoop(POLL_CONCURRENCY, seconds, (n) =>
-          bareDispatch(agent, {
+        const rate = await closedLoop(POLL_CONCURRENCY, seconds, (n) => {
+          const { taskId, apiKey } = taskOf(n);
+          return bareDispatch(agent, {
             origin,
-            path: `/v1/tasks/${prefix}${n % POLL_TARGETS}`,
+            path: `/v1/tasks/${taskId}`,
             method: "GET",
-            headers: {
-              authorization: `Bearer ${POLL_KEYS[n % POLL_KEYS.length]}`,
-              accept: "application/json",
-            },
-          }),
-        );
+            headers: { authorization: `Bearer ${apiKey}`, accept: "application/json" },
+          });
+        });
         await agent.close();
         return rate;
       },
