@@ -1,4 +1,4 @@
-import type { Dispatcher } from "undici";
+import { type Dispatcher, errors } from "undici";
 
 /**
  * One outgoing HTTP request through undici's `dispatch`, the API its `request` is built on. The
@@ -37,6 +37,21 @@ export interface Answer {
 /** The deadline passed; `name` is the one `AbortSignal.timeout` gives, which callers already test. */
 export class DeadlineError extends Error {
   override name = "TimeoutError";
+}
+
+/**
+ * True for every way a request runs out of time: our deadline, or undici's own connect, headers and
+ * body time-outs (the Agent's options). `AbortError` is what an abort signal gives.
+ */
+export function isTimeout(err: unknown): boolean {
+  const name = (err as { name?: unknown } | null)?.name;
+  return (
+    err instanceof errors.HeadersTimeoutError ||
+    err instanceof errors.BodyTimeoutError ||
+    err instanceof errors.ConnectTimeoutError ||
+    name === "TimeoutError" ||
+    name === "AbortError"
+  );
 }
 
 /** Why reading stopped at `maxBodyBytes`: never surfaces, the answer settles first. */

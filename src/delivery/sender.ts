@@ -1,6 +1,6 @@
-import { Agent, errors } from "undici";
+import { Agent } from "undici";
 import { parseRetryAfter } from "../domain/backoff.js";
-import { exchange } from "../outbound.js";
+import { exchange, isTimeout } from "../outbound.js";
 import { VERSION } from "../version.js";
 import { createGuardedConnector, type LookupAll } from "./guard.js";
 import { webhookHeaders } from "./sign.js";
@@ -138,16 +138,8 @@ function describeStatus(status: number): string {
 }
 
 function describeError(err: unknown): string {
+  if (isTimeout(err)) return "timeout: no answer within DELIVERY_TIMEOUT_MS";
   const e = err as { name?: string; code?: string; message?: string };
-  if (
-    err instanceof errors.HeadersTimeoutError ||
-    err instanceof errors.BodyTimeoutError ||
-    err instanceof errors.ConnectTimeoutError ||
-    e.name === "TimeoutError" ||
-    e.name === "AbortError"
-  ) {
-    return "timeout: no answer within DELIVERY_TIMEOUT_MS";
-  }
   const code = e.code ?? e.name ?? "error";
   return `${code}: ${e.message ?? "request failed"}`;
 }

@@ -1,7 +1,7 @@
-import { Agent, errors } from "undici";
+import { Agent } from "undici";
 import { z } from "zod";
 import { parseRetryAfter } from "../domain/backoff.js";
-import { exchange } from "../outbound.js";
+import { exchange, isTimeout } from "../outbound.js";
 
 /** A task's answer is a few hundred bytes; a longer one is a fault, not something to buffer. */
 export const MAX_ANSWER_BYTES = 1024 * 1024;
@@ -127,14 +127,8 @@ function classify(
 }
 
 function faultFromError(err: unknown): PollResult {
+  if (isTimeout(err)) return { kind: "fault", outcome: "timeout", message: "upstream timed out" };
   const e = err as { name?: string; code?: string; message?: string };
-  const timedOut =
-    err instanceof errors.HeadersTimeoutError ||
-    err instanceof errors.BodyTimeoutError ||
-    err instanceof errors.ConnectTimeoutError ||
-    e.name === "TimeoutError" ||
-    e.name === "AbortError";
-  if (timedOut) return { kind: "fault", outcome: "timeout", message: "upstream timed out" };
   return {
     kind: "fault",
     outcome: "network",
