@@ -18,10 +18,11 @@
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { ManualClock } from "../src/clock.js";
+import { loadConfig } from "../src/config.js";
 import { type Checkpointer, startCheckpointer } from "../src/db/checkpointer.js";
 import { type Db, openDatabase } from "../src/db/client.js";
 import { createMetrics } from "../src/metrics.js";
-import { Scheduler } from "../src/scheduler/scheduler.js";
+import { Scheduler, type SchedulerOptions, schedulerOptions } from "../src/scheduler/scheduler.js";
 import type { PollResult, UpstreamClient } from "../src/scheduler/upstream.js";
 import { type BenchOptions, type FigureRow, figureMain, log } from "./lib/figure.js";
 import { measurePairs } from "./lib/pairs.js";
@@ -85,8 +86,6 @@ function fleet(path: string, count: number): Fleet {
   return { db, checkpointer, clock, scheduler, encryptionKey };
 }
 
-type SchedulerOptions = ConstructorParameters<typeof Scheduler>[0]["options"];
-
 /** Every target due at every tick, no budget: 200 polls per commit. */
 const SATURATED: SchedulerOptions = {
   minIntervalMs: 1,
@@ -99,15 +98,7 @@ const SATURATED: SchedulerOptions = {
 };
 
 /** The service's defaults (src/config.ts): the budget, not the database, sets the pace. */
-const DEFAULTS: SchedulerOptions = {
-  minIntervalMs: 5_000,
-  maxIntervalMs: 15_000,
-  rps: 50,
-  rpsPerKey: 10,
-  concurrency: 32,
-  timeoutMs: 10_000,
-  batchSize: 200,
-};
+const DEFAULTS = schedulerOptions(loadConfig({}));
 
 function schedulerOn(
   db: Db,
