@@ -217,34 +217,44 @@ export function compareWithOutbox(
 }
 
 /**
- * Another OS process that opens the database file and holds `BEGIN EXCLUSIVE` for `holdMs`.
- * Resolves once the lock is taken; `released` resolves when the process has let go and exited.
+ * Another OS process that opens the database file and holds `BEGIN EXCLUSIVE` until `release()`
+ * (or until its stdin closes, or `maxHoldMs` passes, so that it never outlives a failed test).
+ * Resolves once the lock is taken; `release()` resolves when the process has let go and exited.
+ *
+ * The test decides when the lock ends, not a timer in the child: a call the test makes while it
+ * holds the lock is sure to meet the lock, however slow the machine is.
  */
 export async function lockDatabase(
   path: string,
-  holdMs: number,
-): Promise<{ released: Promise<number | null> }> {
+  maxHoldMs = 60_000,
+): Promise<{ release(): Promise<number | null> }> {
   const script = `
     const Database = require("better-sqlite3");
     const db = new Database(process.argv[1], { timeout: 10000 });
     db.exec("BEGIN EXCLUSIVE");
     process.stdout.write("locked\\n");
-    setTimeout(() => { db.exec("COMMIT"); db.close(); process.stdout.write("released\\n"); }, Number(process.argv[2]));
+    const release = () => { db.exec("COMMIT"); db.close(); process.exit(0); };
+    process.stdin.on("data", release);
+    process.stdin.on("end", release);
+    setTimeout(release, Number(process.argv[2]));
   `;
-  const proc = spawn(process.execPath, ["-e", script, path, String(holdMs)], {
+  const proc = spawn(process.execPath, ["-e", script, path, String(maxHoldMs)], {
     cwd: join(import.meta.dirname, "../.."),
-    stdio: ["ignore", "pipe", "inherit"],
+    stdio: ["pipe", "pipe", "inherit"],
   });
-  const released = new Promise<number | null>((resolve) =>
-    proc.on("exit", (code) => resolve(code)),
-  );
+  const exited = new Promise<number | null>((resolve) => proc.on("exit", (code) => resolve(code)));
   await new Promise<void>((resolve, reject) => {
     proc.stdout?.on("data", (chunk: Buffer) => {
       if (chunk.toString().includes("locked")) resolve();
     });
     proc.on("exit", (code) => reject(new Error(`lock process exited early (${code})`)));
   });
-  return { released };
+  return {
+    release() {
+      proc.stdin?.end("release\n");
+      return exited;
+    },
+  };
 }
 
 /**
