@@ -8,7 +8,7 @@ import {
   queued,
   startFakeUpstream,
 } from "../support/fake-upstream.js";
-import { type Receiver, startReceiver } from "../support/receiver.js";
+import { type ReceivedRequest, type Receiver, startReceiver } from "../support/receiver.js";
 import {
   auditReceiver,
   type CallResult,
@@ -63,20 +63,35 @@ afterEach(async (ctx) => {
   dir.remove();
 });
 
-/** Tasks that go processing then completed on the clock, so the loops have work around the lock. */
-function addTask(taskId: string, processingAt: number, completedAt: number) {
+/**
+ * A task that goes processing on the clock, then completed at `completedAt`; without it, the task
+ * stays processing until `completeOnceProcessing` ends it, so that no status is skipped however
+ * slowly a loaded machine lets the service poll.
+ */
+function addTask(taskId: string, processingAt: number, completedAt?: number) {
   const t0 = Date.now();
-  up.addTask({
-    taskId,
-    apiKey: KEY,
-    lifecycle: {
-      timeline: [
-        { atMs: 0, state: queued(2, t0 + 600_000) },
-        { atMs: processingAt, state: processing(t0 + processingAt) },
-        { atMs: completedAt, state: completed() },
-      ],
-    },
-  });
+  const timeline = [
+    { atMs: 0, state: queued(2, t0 + 600_000) },
+    { atMs: processingAt, state: processing(t0 + processingAt) },
+  ];
+  if (completedAt !== undefined) timeline.push({ atMs: completedAt, state: completed() });
+  up.addTask({ taskId, apiKey: KEY, lifecycle: { timeline } });
+}
+
+/** Waits for each task's processing webhook (sent to its path), then completes every task. */
+async function completeOnceProcessing(tasks: ReadonlyArray<{ taskId: string; path: string }>) {
+  const processingSeen = (reqs: readonly ReceivedRequest[]) => {
+    const paths = new Set(
+      reqs
+        .filter(
+          (r) => (r.json as { data?: { status?: string } } | null)?.data?.status === "processing",
+        )
+        .map((r) => r.path),
+    );
+    return tasks.every((t) => paths.has(t.path));
+  };
+  await rx.waitFor(processingSeen, 30_000);
+  for (const { taskId } of tasks) up.addTask({ taskId, apiKey: KEY, lifecycle: [completed()] });
 }
 
 async function settle(base: string) {
@@ -120,8 +135,10 @@ describe("the database file locked by another process", () => {
     const base = svc.url;
     const secret = (await call(base, "GET", "/v1/signing-secret", { key: KEY })).body.secret;
     const watchIds: string[] = [];
+    const tasks: Array<{ taskId: string; path: string }> = [];
     for (let i = 0; i < 20; i += 1) {
-      addTask(`task_db_${i}`, 1_000 + i * 50, 4_500 + i * 50);
+      addTask(`task_db_${i}`, 1_000 + i * 50);
+      tasks.push({ taskId: `task_db_${i}`, path: `/hook/${i}` });
       const res = await call(base, "POST", "/v1/watches", {
         key: KEY,
         body: { task_id: `task_db_${i}`, callback_url: `${rx.url}/hook/${i}` },
@@ -133,12 +150,13 @@ describe("the database file locked by another process", () => {
 
     const lock = await lockDatabase(dbPath);
     const lockedAt = Date.now();
+    const firstLineWhileLocked = svc.lines.length;
     const during: Array<{ what: string; res: CallResult }> = [];
     let n = 0;
     // Every call below is made while the lock is held: the lock ends only after the last answer.
     while (Date.now() - lockedAt < LOCK_MS) {
       n += 1;
-      addTask(`task_db_late_${n}`, 500, 1_500);
+      addTask(`task_db_late_${n}`, 500);
       const calls: Array<[string, string, string, unknown]> = [
         [
           "register",
@@ -156,17 +174,26 @@ describe("the database file locked by another process", () => {
       }
     }
     const heldMs = Date.now() - lockedAt;
+    // The service's own time for each 503, from its access lines: what it promises. The client's
+    // time adds the event loop's wait behind the loops' own busy waits, on a machine the test shares.
+    const serverMs = svc.lines
+      .slice(firstLineWhileLocked)
+      .map((l) => JSON.parse(l) as { msg?: string; status?: number; ms?: number })
+      .filter((l) => l.msg === "request" && l.status === 503)
+      .map((l) => l.ms ?? Number.POSITIVE_INFINITY);
     expect(await lock.release()).toBe(0);
 
     // The same registrations, refused while the lock was held, go through now.
     for (let i = 1; i <= n; i += 1) {
-      addTask(`task_db_late_${i}`, 500, 1_500);
+      addTask(`task_db_late_${i}`, 500);
+      tasks.push({ taskId: `task_db_late_${i}`, path: `/late/${i}` });
       const res = await call(base, "POST", "/v1/watches", {
         key: KEY,
         body: { task_id: `task_db_late_${i}`, callback_url: `${rx.url}/late/${i}` },
       });
       expect(res.status).toBe(201);
     }
+    await completeOnceProcessing(tasks);
     await settle(base);
     const loopFailures = svc.lines.filter((l) => l.includes("loop tick failed")).length;
     svc.kill("SIGTERM");
@@ -188,7 +215,8 @@ describe("the database file locked by another process", () => {
       "answers 500 while locked",
       during.filter((d) => d.res.status >= 500 && d.res.status !== 503).length,
     );
-    figures.set("slowest answer while locked (ms)", Math.round(slowest));
+    figures.set("slowest answer while locked, at the client (ms)", Math.round(slowest));
+    figures.set("slowest 503 while locked, in the service (ms)", Math.round(Math.max(...serverMs)));
     figures.set("loop ticks that failed on the lock (then retried)", loopFailures);
     figures.set("events (lock)", stored.length);
     figures.set("lost (lock)", compared.lost.length);
@@ -204,7 +232,9 @@ describe("the database file locked by another process", () => {
     for (const d of during.filter((x) => x.what === "list" || x.what === "healthz")) {
       expect(d.res.status).toBe(200);
     }
-    expect(slowest).toBeLessThan(1_000);
+    expect(serverMs).toHaveLength(writes.length);
+    expect(Math.max(...serverMs)).toBeLessThan(1_000);
+    expect(slowest).toBeLessThan(3_000);
     expect(loopFailures).toBeGreaterThan(0);
     expect(integrity).toBe("ok");
     expect(stored).toHaveLength((20 + n) * 3);
@@ -246,12 +276,15 @@ describe("the database file locked by another process", () => {
           results.push(res);
           if (res.status !== 503) break;
         }
-        addTask(`task_busy_${i}`, 3_000, 8_000);
+        addTask(`task_busy_${i}`, 3_000);
         registeredAt.set(`task_busy_${i}`, Date.now());
       }
     };
     await Promise.all(Array.from({ length: CONCURRENCY }, worker));
     const committed = await writer;
+    await completeOnceProcessing(
+      Array.from({ length: TOTAL }, (_, i) => ({ taskId: `task_busy_${i}`, path: `/busy/${i}` })),
+    );
     await settle(base);
     const loopFailures = svc.lines.filter((l) => l.includes("loop tick failed")).length;
     svc.kill("SIGTERM");

@@ -40,20 +40,28 @@ export async function startService(
   });
   const lines: string[] = [];
   const waiters: Array<{ pattern: RegExp; resolve: (line: string) => void }> = [];
-  const onData = (chunk: Buffer) => {
-    for (const line of chunk.toString("utf8").split("\n")) {
-      if (line.trim() === "") continue;
-      lines.push(line);
-      for (const w of [...waiters]) {
-        if (w.pattern.test(line)) {
-          waiters.splice(waiters.indexOf(w), 1);
-          w.resolve(line);
-        }
+  const onLine = (line: string) => {
+    if (line.trim() === "") return;
+    lines.push(line);
+    for (const w of [...waiters]) {
+      if (w.pattern.test(line)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(line);
       }
     }
   };
-  proc.stdout?.on("data", onData);
-  proc.stderr?.on("data", onData);
+  // A line can arrive split over two chunks (a pipe has no notion of lines): each stream keeps its
+  // unfinished last line until the rest comes, or until it ends.
+  for (const stream of [proc.stdout, proc.stderr]) {
+    let pending = "";
+    stream?.setEncoding("utf8");
+    stream?.on("data", (chunk: string) => {
+      const parts = (pending + chunk).split("\n");
+      pending = parts.pop() ?? "";
+      for (const line of parts) onLine(line);
+    });
+    stream?.on("end", () => onLine(pending));
+  }
   const exited = new Promise<number | string>((resolve) => {
     proc.on("exit", (code, signal) => resolve(code ?? signal ?? "unknown"));
   });
