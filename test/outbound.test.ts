@@ -31,7 +31,8 @@ const request = (over: Partial<OutboundRequest> = {}): OutboundRequest => ({
   path: "/x?y=1",
   method: "GET",
   headers: { accept: "application/json" },
-  timeoutMs: 300,
+  // Long enough for any answer on a loaded machine; a test about the deadline sets a short one.
+  timeoutMs: 5000,
   maxBodyBytes: 16,
   ...over,
 });
@@ -97,7 +98,7 @@ describe("exchange", () => {
       res.writeHead(200, { "content-length": "100" });
       res.write("part");
     };
-    const res = await exchange(agent, request());
+    const res = await exchange(agent, request({ timeoutMs: 300 }));
     expect(res.statusCode).toBe(200);
     expect(res.body.toString()).toBe("part");
     expect(res.incomplete).toBeInstanceOf(DeadlineError);
@@ -118,7 +119,7 @@ describe("exchange", () => {
   it("fails with a TimeoutError when no answer comes before the deadline", async () => {
     answer = () => {};
     const started = performance.now();
-    const err = await exchange(agent, request()).catch((e: unknown) => e);
+    const err = await exchange(agent, request({ timeoutMs: 300 })).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(DeadlineError);
     expect((err as Error).name).toBe("TimeoutError");
     expect(performance.now() - started).toBeGreaterThanOrEqual(250);

@@ -142,7 +142,7 @@ describe("tenant and operator scoping", () => {
 });
 
 it("a replay of an attempt in flight sends again; the late outcome of the old claim is not applied", async () => {
-  const w = await startWorld({ env: SCHEDULE, deliverer: { timeoutMs: 300 } });
+  const w = await startWorld({ env: SCHEDULE, deliverer: { timeoutMs: 1_000 } });
   const { t, d, rx } = w;
   const watch = await watchTask(w, "task_r", "/hook", {
     lifecycle: [processing(t.clock.now())],

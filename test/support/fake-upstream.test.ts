@@ -1,6 +1,7 @@
 import { Agent, request } from "undici";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ManualClock } from "../../src/clock.js";
+import { timeOutOnceArrived } from "./client-timeout.js";
 import {
   completed,
   type FakeUpstream,
@@ -32,18 +33,26 @@ interface Answer {
 async function get(
   taskId: string,
   key: string | null = KEY,
-  /** `timeoutMs` aborts the request, as a client time-out would (undici's own timers tick per second). */
-  opts: { timeoutMs?: number; authorization?: string; method?: "GET" | "POST" } = {},
+  /** `signal` (or `timeoutMs`) aborts the request, as a client time-out would (undici's own timers tick per second). */
+  opts: {
+    timeoutMs?: number;
+    signal?: AbortSignal;
+    authorization?: string;
+    method?: "GET" | "POST";
+  } = {},
 ): Promise<Answer> {
   const authorization = opts.authorization ?? (key === null ? undefined : `Bearer ${key}`);
   const res = await request(`${upstream.url}/v1/tasks/${taskId}`, {
     method: opts.method ?? "GET",
     headers: authorization === undefined ? {} : { authorization },
     dispatcher: agent,
-    signal: AbortSignal.timeout(opts.timeoutMs ?? 5_000),
+    signal: opts.signal ?? AbortSignal.timeout(opts.timeoutMs ?? 5_000),
   });
   return { status: res.statusCode, headers: res.headers, text: await res.body.text() };
 }
+
+/** A client that gives up once its request is in the upstream's hands. */
+const patienceRunsOut = () => ({ signal: timeOutOnceArrived(() => upstream.inFlight > 0) });
 
 async function getJson(taskId: string, key: string | null = KEY): Promise<unknown> {
   const answer = await get(taskId, key);
@@ -377,7 +386,7 @@ describe("faults a client can observe", () => {
   it("answers too slowly for a client time-out, and records the request as aborted", async () => {
     upstream.failNext(1, { kind: "slow", delayMs: 10_000 });
 
-    await expect(get("task_a", KEY, { timeoutMs: 50 })).rejects.toMatchObject({
+    await expect(get("task_a", KEY, patienceRunsOut())).rejects.toMatchObject({
       name: "TimeoutError",
     });
     await expect.poll(() => upstream.requests[0]?.status).toBe("aborted");
@@ -420,7 +429,7 @@ describe("faults and lifecycle steps", () => {
 
     expect(await outcome("task_s")).toBe(503);
     expect(await outcome("task_s")).toBe(503);
-    await expect(get("task_s", KEY, { timeoutMs: 50 })).rejects.toMatchObject({
+    await expect(get("task_s", KEY, patienceRunsOut())).rejects.toMatchObject({
       name: "TimeoutError",
     });
     await expect.poll(() => upstream.requests[2]?.status).toBe("aborted");
@@ -450,7 +459,7 @@ describe("faults and lifecycle steps", () => {
       lifecycle: [{ fault: { kind: "slow", delayMs: 10_000 } }, queued(4, T0)],
     });
 
-    await expect(get("task_s", KEY, { timeoutMs: 50 })).rejects.toMatchObject({
+    await expect(get("task_s", KEY, patienceRunsOut())).rejects.toMatchObject({
       name: "TimeoutError",
     });
 
@@ -560,10 +569,15 @@ describe("request log", () => {
   });
 
   it("counts requests in flight and the peak", async () => {
-    upstream.failNext(3, { kind: "slow", delayMs: 100 });
+    // Held until all three are in: the test lets them go, not a delay that a slow machine outlasts.
+    upstream.failNext(3, { kind: "slow", delayMs: 10_000 });
+    const client = new AbortController();
 
-    const pending = [get("task_a"), get("task_a"), get("task_a")];
+    const pending = [1, 2, 3].map(() =>
+      get("task_a", KEY, { signal: client.signal }).catch((e) => e),
+    );
     await expect.poll(() => upstream.inFlight).toBe(3);
+    client.abort();
     await Promise.all(pending);
 
     expect(upstream.maxInFlight).toBe(3);

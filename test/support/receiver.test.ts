@@ -1,6 +1,7 @@
 import { Agent, request } from "undici";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ManualClock } from "../../src/clock.js";
+import { timeOutOnceArrived } from "./client-timeout.js";
 import { type Receiver, redirect, startReceiver } from "./receiver.js";
 
 const T0 = Date.parse("2026-01-04T12:00:00Z");
@@ -18,14 +19,14 @@ interface Answer {
 async function post(
   path: string,
   body = '{"type":"ping"}',
-  opts: { headers?: Record<string, string>; timeoutMs?: number } = {},
+  opts: { headers?: Record<string, string>; timeoutMs?: number; signal?: AbortSignal } = {},
 ): Promise<Answer> {
   const res = await request(`${receiver.url}${path}`, {
     method: "POST",
     headers: { "content-type": "application/json", ...opts.headers },
     body,
     dispatcher: agent,
-    signal: AbortSignal.timeout(opts.timeoutMs ?? 5_000),
+    signal: opts.signal ?? AbortSignal.timeout(opts.timeoutMs ?? 5_000),
   });
   return { status: res.statusCode, headers: res.headers, text: await res.body.text() };
 }
@@ -168,7 +169,9 @@ describe("programmed answers", () => {
   it("delays a reply past a client time-out", async () => {
     receiver.enqueue({ status: 200, delayMs: 10_000 });
 
-    await expect(post("/slow", "{}", { timeoutMs: 50 })).rejects.toMatchObject({
+    await expect(
+      post("/slow", "{}", { signal: timeOutOnceArrived(() => receiver.requests.length > 0) }),
+    ).rejects.toMatchObject({
       name: "TimeoutError",
     });
     expect(receiver.requests).toHaveLength(1);
