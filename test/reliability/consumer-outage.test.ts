@@ -32,7 +32,7 @@ const PHASES = ["refused", "500", "hang"] as const;
 const figures = new Figures(
   "consumer-outage",
   "Consumer outage: refused, 500s, time-outs",
-  `${WATCHES} watches whose tasks go processing then completed or failed while their consumer is away: connection refused for ${PHASE_MS / 1000} s, then 500s for ${PHASE_MS / 1000} s, then no answer at all (DELIVERY_TIMEOUT_MS=300) for ${PHASE_MS / 1000} s — ${(PHASES.length * PHASE_MS) / 1000} s in all, longer than the whole DELIVERY_RETRY_SCHEDULE=${SCHEDULE} (about 4.5 s). Then the consumer answers 200 again; the deliveries left failed are listed by GET /admin/deliveries?status=failed and replayed with POST /admin/deliveries/{id}/retry.`,
+  `${WATCHES} watches whose tasks go processing then completed or failed while their consumer is away: connection refused for ${PHASE_MS / 1000} s, then 500s for ${PHASE_MS / 1000} s, then no answer at all (DELIVERY_TIMEOUT_MS=300) for at least ${PHASE_MS / 1000} s and until a delivery has failed — at least ${(PHASES.length * PHASE_MS) / 1000} s in all, longer than the whole DELIVERY_RETRY_SCHEDULE=${SCHEDULE} (about 4.5 s). Then the consumer answers 200 again; the deliveries left failed are listed by GET /admin/deliveries?status=failed and replayed with POST /admin/deliveries/{id}/retry.`,
 );
 
 const w = useWorld("outage", figures);
@@ -80,9 +80,15 @@ it("delivers every event in order once the consumer is back; what ran out of sch
     expect(res.status).toBe(201);
     watchIds.push(res.body.id);
   }
-  await waitUntil("every task.queued is delivered", () => answered.length >= WATCHES, {
-    timeoutMs: 15_000,
-  });
+  // Delivered as the service sees it, not only answered: with a 300 ms time-out, a 200 that came
+  // late leaves its delivery pending, to be retried (and perhaps failed) inside the outage.
+  await waitUntil(
+    "every task.queued is delivered",
+    async () =>
+      answered.length >= WATCHES &&
+      (await call(base, "GET", "/admin/stats", { admin: true })).body.deliveries.pending === 0,
+    { timeoutMs: 15_000 },
+  );
 
   // From now on the tasks move on, spread over the outage.
   const outageAt = Date.now();
@@ -109,6 +115,14 @@ it("delivers every event in order once the consumer is back; what ran out of sch
   await new Promise((resolve) => setTimeout(resolve, PHASE_MS));
   phase = "hang";
   await new Promise((resolve) => setTimeout(resolve, PHASE_MS));
+  // The outage lasts until some delivery has run out of schedule (on time, ~4.5 s after the first
+  // events; later on a loaded machine), else this scenario would prove nothing.
+  await waitUntil(
+    "a delivery has run out of its schedule",
+    async () =>
+      (await call(base, "GET", "/admin/stats", { admin: true })).body.deliveries.failed > 0,
+    { timeoutMs: 15_000 },
+  );
   phase = "ok";
   const backAt = Date.now();
   const duringOutage = w.rx.requests.filter((r) => r.at < backAt).length;

@@ -130,6 +130,27 @@ export function leasedDeliveries(path: string): string[] {
   );
 }
 
+/**
+ * Event ids with an attempt recorded as a time-out: the consumer may have had that webhook, and the
+ * retry sends it again (at least once, as SPEC promises), so a duplicate of it is expected.
+ */
+export function timedOutDeliveries(path: string): Set<string> {
+  return withDb(
+    path,
+    (db) =>
+      new Set(
+        (
+          db
+            .prepare(
+              `select distinct d.event_id from delivery_attempts a join deliveries d on d.id = a.delivery_id
+               where a.error like 'timeout%'`,
+            )
+            .all() as Array<{ event_id: string }>
+        ).map((r) => r.event_id),
+      ),
+  );
+}
+
 export interface ReceiverAudit {
   /** Every webhook received, duplicates included. */
   received: number;
