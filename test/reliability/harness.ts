@@ -12,7 +12,11 @@ import Database from "better-sqlite3";
 import { Webhook } from "standardwebhooks";
 import { afterAll, afterEach, beforeAll } from "vitest";
 import type { ServiceProcess } from "../support/child.js";
-import { type FakeUpstream, startFakeUpstream } from "../support/fake-upstream.js";
+import {
+  type FakeUpstream,
+  type RecordedUpstreamRequest,
+  startFakeUpstream,
+} from "../support/fake-upstream.js";
 import { type ReceivedRequest, type Receiver, startReceiver } from "../support/receiver.js";
 import type { Figures } from "./report.js";
 
@@ -128,6 +132,35 @@ export function leasedDeliveries(path: string): string[] {
         .all() as Array<{ event_id: string }>
     ).map((r) => r.event_id),
   );
+}
+
+/**
+ * Upstream answers the service never saw: its own time-out for the poll fired first (an "upstream
+ * fault" line with outcome timeout, logged for that task within the time-out after the request
+ * arrived). On a loaded machine a 200 can reach a process whose deadline timer runs before it reads
+ * the answer; such an answer may, but need not, yield an event. `slackMs` covers a timer that fires
+ * late on a stalled event loop; a poll wrongly counted here only makes the check more lenient.
+ */
+export function abandonedBy(
+  lines: readonly string[],
+  timeoutMs: number,
+  slackMs = 500,
+): (r: RecordedUpstreamRequest) => boolean {
+  const timeouts: Array<{ taskId: string; at: number }> = [];
+  for (const line of lines) {
+    let l: { msg?: string; outcome?: string; taskId?: string; time?: string };
+    try {
+      l = JSON.parse(line);
+    } catch {
+      continue;
+    }
+    if (l.msg === "upstream fault" && l.outcome === "timeout" && l.taskId !== undefined)
+      timeouts.push({ taskId: l.taskId, at: Date.parse(l.time ?? "") });
+  }
+  return (r) =>
+    timeouts.some(
+      (t) => t.taskId === r.taskId && t.at >= r.at - 50 && t.at <= r.at + timeoutMs + slackMs,
+    );
 }
 
 /**

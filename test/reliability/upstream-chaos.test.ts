@@ -10,6 +10,7 @@ import {
   type RecordedUpstreamRequest,
 } from "../support/fake-upstream.js";
 import {
+  abandonedBy,
   auditReceiver,
   call,
   compareWithOutbox,
@@ -192,25 +193,7 @@ it("delivers every status answered through 30 % faults and 429 bursts, within ev
   };
   // A 200 the service had already given up on (its time-out fired while the answer was on its way:
   // a loaded machine) was never seen by it: such an answer may, but need not, yield an event.
-  const timeouts = childLines
-    .map((line) => {
-      try {
-        return JSON.parse(line) as {
-          msg?: string;
-          outcome?: string;
-          taskId?: string;
-          time?: string;
-        };
-      } catch {
-        return {};
-      }
-    })
-    .filter((l) => l.msg === "upstream fault" && l.outcome === "timeout")
-    .map((l) => ({ taskId: l.taskId, at: Date.parse(l.time ?? "") }));
-  const abandoned = (r: RecordedUpstreamRequest) =>
-    timeouts.some(
-      (t) => t.taskId === r.taskId && t.at >= r.at - 50 && t.at <= r.at + BUDGET.timeoutMs + 50,
-    );
+  const abandoned = abandonedBy(childLines, BUDGET.timeoutMs);
   const answered = (taskId: string, certain: boolean) =>
     new Set(
       requests
