@@ -542,14 +542,25 @@ describe("request log", () => {
     await get("task_b");
     await get("task_a", null);
     await request(`${upstream.url}/health`, { dispatcher: agent }).then((r) => r.body.dump());
+    await request(`${upstream.url}/gw/two/v1/tasks/task_a`, {
+      dispatcher: agent,
+      headers: { authorization: `Bearer ${KEY}` },
+    }).then((r) => r.body.dump());
 
     expect(upstream.requests).toEqual([
       { at: T0, path: "/v1/tasks/task_a", taskId: "task_a", apiKey: KEY, status: 200 },
       { at: T0 + 1_500, path: "/v1/tasks/task_b", taskId: "task_b", apiKey: KEY, status: 404 },
       { at: T0 + 1_500, path: "/v1/tasks/task_a", taskId: "task_a", apiKey: null, status: 401 },
       { at: T0 + 1_500, path: "/health", taskId: null, apiKey: null, status: 404 },
+      {
+        at: T0 + 1_500,
+        path: "/gw/two/v1/tasks/task_a",
+        taskId: "task_a",
+        apiKey: KEY,
+        status: 200,
+      },
     ]);
-    expect(upstream.requestsFor("task_a")).toHaveLength(2);
+    expect(upstream.requestsFor("task_a")).toHaveLength(3);
 
     upstream.reset();
     expect(upstream.requests).toEqual([]);

@@ -93,7 +93,7 @@ export interface RecordedUpstreamRequest {
   /** Clock ms at arrival. */
   readonly at: number;
   readonly path: string;
-  /** Null when the path is not `/v1/tasks/:taskId`. */
+  /** Null when the path is not `/v1/tasks/:taskId` (under any prefix). */
   readonly taskId: string | null;
   /** Null when the Authorization header is missing or not `Bearer <key>`. */
   readonly apiKey: string | null;
@@ -555,8 +555,10 @@ export async function startFakeUpstream(opts: FakeUpstreamOptions = {}): Promise
   };
 }
 
+/** `/v1/tasks/:taskId`, also under a path prefix (an UPSTREAM_BASE_URL with a path, as behind a
+ * gateway): a test can tell its clients apart by the prefix each was given. */
 function parseTaskId(path: string): string | null {
-  const raw = /^\/v1\/tasks\/([^/]+)$/.exec(path)?.[1];
+  const raw = /^(?:\/[^/]+)*?\/v1\/tasks\/([^/]+)$/.exec(path)?.[1];
   if (raw === undefined) return null;
   try {
     return decodeURIComponent(raw);
