@@ -15,6 +15,7 @@ import {
   call,
   compareWithOutbox,
   lockDatabase,
+  logRecords,
   noisyWriter,
   percentile,
   serviceEnv,
@@ -176,9 +177,7 @@ describe("the database file locked by another process", () => {
     const heldMs = Date.now() - lockedAt;
     // The service's own time for each 503, from its access lines: what it promises. The client's
     // time adds the event loop's wait behind the loops' own busy waits, on a machine the test shares.
-    const serverMs = svc.lines
-      .slice(firstLineWhileLocked)
-      .map((l) => JSON.parse(l) as { msg?: string; status?: number; ms?: number })
+    const serverMs = logRecords(svc.lines.slice(firstLineWhileLocked))
       .filter((l) => l.msg === "request" && l.status === 503)
       .map((l) => l.ms ?? Number.POSITIVE_INFINITY);
     expect(await lock.release()).toBe(0);

@@ -134,6 +134,29 @@ export function leasedDeliveries(path: string): string[] {
   );
 }
 
+/** The fields of a service log line that the scenarios read. */
+export interface LogRecord {
+  msg?: string;
+  time?: string;
+  taskId?: string;
+  outcome?: string;
+  status?: number;
+  ms?: number;
+}
+
+/** The service's JSON log lines, parsed; a line that is not JSON (a runtime warning) is left out. */
+export function logRecords(lines: readonly string[]): LogRecord[] {
+  const records: LogRecord[] = [];
+  for (const line of lines) {
+    try {
+      records.push(JSON.parse(line) as LogRecord);
+    } catch {
+      // not one of ours
+    }
+  }
+  return records;
+}
+
 /**
  * Upstream answers the service never saw: its own time-out for the poll fired first (an "upstream
  * fault" line with outcome timeout, logged for that task within the time-out after the request
@@ -146,17 +169,9 @@ export function abandonedBy(
   timeoutMs: number,
   slackMs = 500,
 ): (r: RecordedUpstreamRequest) => boolean {
-  const timeouts: Array<{ taskId: string; at: number }> = [];
-  for (const line of lines) {
-    let l: { msg?: string; outcome?: string; taskId?: string; time?: string };
-    try {
-      l = JSON.parse(line);
-    } catch {
-      continue;
-    }
-    if (l.msg === "upstream fault" && l.outcome === "timeout" && l.taskId !== undefined)
-      timeouts.push({ taskId: l.taskId, at: Date.parse(l.time ?? "") });
-  }
+  const timeouts = logRecords(lines)
+    .filter((l) => l.msg === "upstream fault" && l.outcome === "timeout" && l.taskId !== undefined)
+    .map((l) => ({ taskId: l.taskId, at: Date.parse(l.time ?? "") }));
   return (r) =>
     timeouts.some(
       (t) => t.taskId === r.taskId && t.at >= r.at - 50 && t.at <= r.at + timeoutMs + slackMs,
