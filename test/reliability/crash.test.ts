@@ -161,8 +161,7 @@ it("delivers every recorded transition across SIGKILLs at random moments, duplic
           const t0 = Date.now();
           const toProcessing = QUEUED_MS + Math.floor(random() * 1000);
           const toEnd = toProcessing + PROCESSING_MS + Math.floor(random() * 1000);
-          lifeOf.set(taskId, { t0, toProcessing, toEnd, end });
-          w.up.addTask({
+          const addedAt = w.up.addTask({
             taskId,
             apiKey: key,
             lifecycle: {
@@ -176,6 +175,8 @@ it("delivers every recorded transition across SIGKILLs at random moments, duplic
               ],
             },
           });
+          // Statuses are modelled from the instant the upstream's timeline starts.
+          lifeOf.set(taskId, { t0: addedAt, toProcessing, toEnd, end });
           const path = n % 3 === 0 ? `/slow/${n}` : `/fast/${n}`;
           const res = await register(key, taskId, `${w.rx.url}${path}`);
           expect([200, 201], JSON.stringify(res.body)).toContain(res.status);

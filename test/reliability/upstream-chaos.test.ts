@@ -125,8 +125,7 @@ it("delivers every status answered through 30 % faults and 429 bursts, within ev
       const key = KEYS[n % KEYS.length] ?? "";
       const end = n % 4 === 3 ? "failed" : "completed";
       const t0 = Date.now();
-      lifeOf.set(taskId, { t0, end });
-      w.up.addTask({
+      const addedAt = w.up.addTask({
         taskId,
         apiKey: key,
         lifecycle: {
@@ -137,6 +136,8 @@ it("delivers every status answered through 30 % faults and 429 bursts, within ev
           ],
         },
       });
+      // Statuses are modelled from the instant the upstream's timeline starts.
+      lifeOf.set(taskId, { t0: addedAt, end });
       const res = await call(base, "POST", "/v1/watches", {
         key,
         body: { task_id: taskId, callback_url: `${w.rx.url}/hook/${n}` },

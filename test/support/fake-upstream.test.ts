@@ -295,6 +295,35 @@ describe("timelines on the injected clock", () => {
     ]);
   });
 
+  it("answers the status at the recorded arrival, however far the clock has moved by the answer", async () => {
+    // Every read of this clock is a millisecond later than the one before (a busy machine).
+    let now = T0;
+    const ticking = await startFakeUpstream({ clock: { now: () => now++ } });
+    try {
+      const addedAt = ticking.addTask({
+        taskId: "task_edge",
+        apiKey: KEY,
+        lifecycle: {
+          timeline: [
+            { atMs: 0, state: queued(1, T0 + 60_000) },
+            { atMs: 10_000, state: processing(T0 + 10_000) },
+          ],
+        },
+      });
+      expect(addedAt).toBe(T0);
+      now = addedAt + 9_999;
+      const res = await request(`${ticking.url}/v1/tasks/task_edge`, {
+        headers: { authorization: `Bearer ${KEY}` },
+        dispatcher: agent,
+      });
+
+      expect(((await res.body.json()) as { status: string }).status).toBe("queued");
+      expect(ticking.requests[0]?.at).toBe(addedAt + 9_999);
+    } finally {
+      await ticking.close();
+    }
+  });
+
   it("answers the first entry before its time comes", async () => {
     upstream.addTask({
       taskId: "task_late",

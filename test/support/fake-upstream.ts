@@ -118,8 +118,11 @@ export interface FakeUpstream {
   readonly requests: readonly RecordedUpstreamRequest[];
   readonly inFlight: number;
   readonly maxInFlight: number;
-  /** Adds the task, or replaces it (lifecycle restarts from the clock's now). */
-  addTask(input: AddTaskInput): void;
+  /**
+   * Adds the task, or replaces it (lifecycle restarts from the clock's now). Returns that instant: a
+   * test that models which status a request saw counts from it, not from a clock read of its own.
+   */
+  addTask(input: AddTaskInput): number;
   /** The task answers 404 from now on. */
   removeTask(taskId: string): void;
   addKey(apiKey: string): void;
@@ -358,11 +361,13 @@ export async function startFakeUpstream(opts: FakeUpstreamOptions = {}): Promise
     }
   }
 
+  /** The timeline's state at `at`: the request's recorded arrival, unless it was held back. */
   function timelineState(
     task: TaskRecord,
     timeline: readonly TimelineEntry[],
+    at: number,
   ): TaskState | undefined {
-    const elapsed = clock.now() - task.addedAt;
+    const elapsed = at - task.addedAt;
     return timeline.findLast((e) => e.atMs <= elapsed)?.state ?? timeline[0]?.state;
   }
 
@@ -409,8 +414,12 @@ export async function startFakeUpstream(opts: FakeUpstreamOptions = {}): Promise
     };
 
     const globalFault = nextGlobalFault();
+    // The status answered is the one at the recorded arrival (a second clock read could fall in the
+    // next millisecond, past a timeline step), or at the end of a slow fault's delay.
+    let answerAt = entry.at;
     if (globalFault?.kind === "slow") {
       if (!(await slowDown(globalFault.delayMs))) return;
+      answerAt = clock.now();
     } else if (globalFault) {
       deliver(faultReply(globalFault, taskId, clock.now()), globalFault.kind);
       return;
@@ -423,7 +432,7 @@ export async function startFakeUpstream(opts: FakeUpstreamOptions = {}): Promise
     }
     const { task } = found;
     if (task.timeline) {
-      const state = timelineState(task, task.timeline);
+      const state = timelineState(task, task.timeline, answerAt);
       if (state) deliver(ok(render(task, state)));
       return;
     }
@@ -500,16 +509,18 @@ export async function startFakeUpstream(opts: FakeUpstreamOptions = {}): Promise
         throw new Error(`fake upstream: task ${taskId} has a slow step but no answer to give`);
       }
       keys.add(apiKey);
+      const addedAt = clock.now();
       tasks.set(taskId, {
         taskId,
         apiKey,
-        createdAt: toIso(createdAt ?? clock.now()),
-        addedAt: clock.now(),
+        createdAt: toIso(createdAt ?? addedAt),
+        addedAt,
         steps,
         timeline,
         stepIndex: 0,
         usedInStep: 0,
       });
+      return addedAt;
     },
     removeTask(taskId) {
       tasks.delete(taskId);
