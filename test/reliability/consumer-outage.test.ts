@@ -5,6 +5,7 @@ import { completed, failed, processing, queued } from "../support/fake-upstream.
 import type { ReceivedRequest } from "../support/receiver.js";
 import {
   auditReceiver,
+  type CallResult,
   call,
   compareWithOutbox,
   serviceEnv,
@@ -55,6 +56,12 @@ it("delivers every event in order once the consumer is back; what ran out of sch
   w.svc = await startService(env);
   const base = w.svc.url;
   const secret = (await call(base, "GET", "/v1/signing-secret", { key: KEY })).body.secret;
+  /** GET /admin/stats; the last answer is kept for a wait's error message. */
+  let lastStats: CallResult["body"];
+  const stats = async () => {
+    lastStats = (await call(base, "GET", "/admin/stats", { admin: true })).body;
+    return lastStats;
+  };
 
   // The receiver's answer by phase; those answered 200 are the deliveries that succeeded.
   let phase: "ok" | "500" | "hang" = "ok";
@@ -84,9 +91,7 @@ it("delivers every event in order once the consumer is back; what ran out of sch
   // late leaves its delivery pending, to be retried (and perhaps failed) inside the outage.
   await waitUntil(
     "every task.queued is delivered",
-    async () =>
-      answered.length >= WATCHES &&
-      (await call(base, "GET", "/admin/stats", { admin: true })).body.deliveries.pending === 0,
+    async () => answered.length >= WATCHES && (await stats()).deliveries.pending === 0,
     { timeoutMs: 15_000 },
   );
 
@@ -119,19 +124,16 @@ it("delivers every event in order once the consumer is back; what ran out of sch
   // events; later on a loaded machine), else this scenario would prove nothing.
   await waitUntil(
     "a delivery has run out of its schedule",
-    async () =>
-      (await call(base, "GET", "/admin/stats", { admin: true })).body.deliveries.failed > 0,
+    async () => (await stats()).deliveries.failed > 0,
     { timeoutMs: 15_000 },
   );
   phase = "ok";
   const backAt = Date.now();
   const duringOutage = w.rx.requests.filter((r) => r.at < backAt).length;
 
-  let lastStats: unknown;
   const settled = async () => {
-    const stats = await call(base, "GET", "/admin/stats", { admin: true });
-    lastStats = stats.body;
-    return stats.body.watches.active === 0 && stats.body.deliveries.pending === 0;
+    const now = await stats();
+    return now.watches.active === 0 && now.deliveries.pending === 0;
   };
   await waitUntil("every watch has ended and nothing is pending", settled, {
     timeoutMs: 30_000,
@@ -176,9 +178,7 @@ it("delivers every event in order once the consumer is back; what ran out of sch
   }
   await waitUntil(
     "every replayed delivery is delivered",
-    async () =>
-      (await settled()) &&
-      (await call(base, "GET", "/admin/stats", { admin: true })).body.deliveries.failed === 0,
+    async () => (await settled()) && lastStats.deliveries.failed === 0,
     { timeoutMs: 15_000, intervalMs: 200, state: () => lastStats },
   );
   w.svc.kill("SIGTERM");

@@ -292,10 +292,13 @@ it("delivers every recorded transition across SIGKILLs at random moments, duplic
     if (elapsed < (life?.toProcessing ?? 0)) return "task.queued";
     return elapsed < (life?.toEnd ?? 0) ? "task.processing" : `task.${life?.end}`;
   };
+  /** When the process that sent the request was killed: its path prefix names it. */
+  const killOf = (r: RecordedUpstreamRequest) =>
+    killedAtOf.get(r.path.slice(0, r.path.indexOf("/v1/tasks/")));
   // The process that sent it lived on for the margin after the upstream answered (one parsed after
   // its sender died was never seen).
   const recorded = (r: RecordedUpstreamRequest) => {
-    const killed = killedAtOf.get(r.path.slice(0, r.path.indexOf("/v1/tasks/")));
+    const killed = killOf(r);
     return killed === undefined || killed >= r.at + RECORDING_MARGIN_MS;
   };
   // An answer the process had already given up on (its time-out fired first) was never seen by it.
@@ -331,12 +334,13 @@ it("delivers every recorded transition across SIGKILLs at random moments, duplic
       types.every((t, i) => i === 0 || ORDER.indexOf(t) > ORDER.indexOf(types[i - 1] ?? ""));
     if (!ok) {
       // Enough to tell a lost transition from a race of the check: each poll's time from the task's
-      // start, its status and fault, and the time to the next kill.
+      // start, its status and fault, and when its process was killed (negative: before the upstream
+      // read it).
       const t0 = lifeOf.get(taskId)?.t0 ?? 0;
       const polls = w.up.requestsFor(taskId).map((r) => {
-        const kill = killedAtOf.get(r.path.slice(0, r.path.indexOf("/v1/tasks/")));
+        const kill = killOf(r);
         const flags = `${r.fault ? `/${r.fault}` : ""}${abandoned(r) ? "/abandoned" : ""}`;
-        return `${r.at - t0}:${r.status}${flags}${kill === undefined ? "" : `(its process killed ${kill - r.at} ms later)`}`;
+        return `${r.at - t0}:${r.status}${flags}${kill === undefined ? "" : `(its process killed at ${kill - r.at} ms)`}`;
       });
       wrong.push(
         `${taskId}: told ${types.join(",")}; answered ${[...possible].join(",")}; polls ${polls.join(" ")}`,
