@@ -18,6 +18,7 @@ import {
   serviceEnv,
   storedEvents,
   timedOutDeliveries,
+  untilSettled,
   useWorld,
   waitUntil,
   withDb,
@@ -248,19 +249,7 @@ it("delivers every recorded transition across SIGKILLs at random moments, duplic
   await Promise.all([registerAll(), killer()]);
   expect(registered).toBe(TASKS);
 
-  await waitUntil(
-    "every watch has ended and the outbox is empty",
-    async () => {
-      const base = w.svc?.url ?? "";
-      const stats = await call(base, "GET", "/admin/stats", { admin: true });
-      return (
-        stats.status === 200 &&
-        stats.body.watches.active === 0 &&
-        stats.body.deliveries.pending === 0
-      );
-    },
-    { timeoutMs: 60_000, intervalMs: 250 },
-  );
+  await untilSettled(() => w.svc?.url ?? "", 60_000);
   w.svc?.kill("SIGTERM");
   expect(await w.svc?.exited).toBe(0);
   if (w.svc) linesOfEach.push(w.svc.lines);

@@ -21,7 +21,7 @@ import {
   serviceEnv,
   storedEvents,
   tempDir,
-  waitUntil,
+  untilSettled,
   withDb,
 } from "./harness.js";
 import { Figures } from "./report.js";
@@ -93,21 +93,6 @@ async function completeOnceProcessing(tasks: ReadonlyArray<{ taskId: string; pat
   };
   await rx.waitFor(processingSeen, 30_000);
   for (const { taskId } of tasks) up.addTask({ taskId, apiKey: KEY, lifecycle: [completed()] });
-}
-
-async function settle(base: string) {
-  await waitUntil(
-    "every watch has ended and the outbox is empty",
-    async () => {
-      const stats = await call(base, "GET", "/admin/stats", { admin: true });
-      return (
-        stats.status === 200 &&
-        stats.body.watches.active === 0 &&
-        stats.body.deliveries.pending === 0
-      );
-    },
-    { timeoutMs: 30_000, intervalMs: 200 },
-  );
 }
 
 /** Everything stored was delivered, signed, in sequence; the file is intact. */
@@ -193,7 +178,7 @@ describe("the database file locked by another process", () => {
       expect(res.status).toBe(201);
     }
     await completeOnceProcessing(tasks);
-    await settle(base);
+    await untilSettled(() => base, 30_000);
     const loopFailures = svc.lines.filter((l) => l.includes("loop tick failed")).length;
     svc.kill("SIGTERM");
     expect(await svc.exited).toBe(0);
@@ -284,7 +269,7 @@ describe("the database file locked by another process", () => {
     await completeOnceProcessing(
       Array.from({ length: TOTAL }, (_, i) => ({ taskId: `task_busy_${i}`, path: `/busy/${i}` })),
     );
-    await settle(base);
+    await untilSettled(() => base, 30_000);
     const loopFailures = svc.lines.filter((l) => l.includes("loop tick failed")).length;
     svc.kill("SIGTERM");
     expect(await svc.exited).toBe(0);

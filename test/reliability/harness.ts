@@ -94,6 +94,27 @@ export async function waitUntil(
   }
 }
 
+/**
+ * Waits until every watch has ended and no delivery is pending, as GET /admin/stats tells. `base` is
+ * read at each try: the process answering may be a restarted one.
+ */
+export async function untilSettled(base: () => string, timeoutMs: number): Promise<void> {
+  let last: unknown;
+  await waitUntil(
+    "every watch has ended and the outbox is empty",
+    async () => {
+      const stats = await call(base(), "GET", "/admin/stats", { admin: true });
+      last = stats.body;
+      return (
+        stats.status === 200 &&
+        stats.body.watches.active === 0 &&
+        stats.body.deliveries.pending === 0
+      );
+    },
+    { timeoutMs, intervalMs: 200, state: () => last },
+  );
+}
+
 /** Runs `fn` on a read-only connection to the database file (the service may still hold it open). */
 export function withDb<T>(path: string, fn: (db: Database.Database) => T): T {
   const db = new Database(path, { readonly: true, fileMustExist: true });

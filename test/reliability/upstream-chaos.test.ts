@@ -16,6 +16,7 @@ import {
   compareWithOutbox,
   serviceEnv,
   storedEvents,
+  untilSettled,
   useWorld,
   waitUntil,
 } from "./harness.js";
@@ -161,16 +162,7 @@ it("delivers every status answered through 30 % faults and 429 bursts, within ev
     );
   }
 
-  let lastStats: unknown;
-  await waitUntil(
-    "every watch has ended and the outbox is empty",
-    async () => {
-      const stats = await call(base, "GET", "/admin/stats", { admin: true });
-      lastStats = stats.body;
-      return stats.body.watches.active === 0 && stats.body.deliveries.pending === 0;
-    },
-    { timeoutMs: 60_000, intervalMs: 250, state: () => lastStats },
-  );
+  await untilSettled(() => base, 60_000);
   watching = false;
   await health;
   expect(w.svc.proc.exitCode).toBeNull();
